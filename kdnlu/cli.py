@@ -1,0 +1,179 @@
+"""Command lines: ``kdnlu-train RECIPE`` and ``kdnlu list|check``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from tqdm.auto import tqdm
+
+from kdnlu import discovery
+from kdnlu.config import config_fields, describe_type
+from kdnlu.errors import KdnluError
+from kdnlu.recipe import Recipe, TaskOptions, load_recipe
+from kdnlu.registry import REGISTRIES
+
+EXIT_USER_ERROR = 2
+
+
+class TqdmHandler(logging.Handler):
+    """Log lines written through tqdm so they never break a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def setup_logging(quiet: bool) -> None:
+    handler = TqdmHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("kdnlu")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    root.propagate = False
+
+
+def run_guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command; user errors become one paragraph on stderr (a traceback with --debug)."""
+    try:
+        return func(args)
+    except KdnluError as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def add_recipe_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="path to a YAML recipe")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY.PATH=VALUE",
+                        help="override a recipe value, typed by its config (repeatable)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+
+def format_fields(cls: type, indent: str) -> list[str]:
+    lines = []
+    for f, tp in config_fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = f" = {f.default!r}"
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f" = {f.default_factory()!r}"
+        else:
+            default = "  (required)"
+        lines.append(f"{indent}{f.name}: {describe_type(tp)}{default}")
+    return lines
+
+
+def list_components(kinds: Sequence[str]) -> str:
+    """The text of ``kdnlu list``: every component, its description and its config fields."""
+    out: list[str] = []
+    for kind in kinds:
+        registry = REGISTRIES[kind]
+        out.append(f"{kind}:")
+        if kind == "tasks":
+            out.append("  (every task also takes: name, head, loss and)")
+            out.extend(format_fields(TaskOptions, "      "))
+        for entry in registry:
+            out.append(f"  {entry.name}  -  {entry.description}  [{entry.module}]")
+            out.extend(format_fields(entry.config, "      ") or ["      (no options)"])
+        out.append("")
+    return "\n".join(out)
+
+
+def dry_build(recipe: Recipe) -> str:
+    """Build tasks, read their data and build the model without training; describe the result."""
+    from kdnlu.trainer import build_model
+
+    tasks = recipe.build_tasks()
+    lines = [f"recipe '{recipe.name}' is valid"]
+    for key, spec in recipe.tasks.items():
+        task = tasks[key]
+        train = len(task.read("train", spec.options.train_rows))
+        dev = len(task.read("dev", spec.options.eval_rows))
+        lines.append(f"  {key}: {train} train / {dev} dev rows, head {spec.head.name}, "
+                     f"loss {spec.loss.name}, metrics {', '.join(task.metrics)}")
+    model = build_model(recipe, tasks)
+    params = sum(p.numel() for p in model.parameters())
+    lines.append(f"  model: encoder {recipe.encoder.name}, {params / 1e6:.2f} M parameters")
+    return "\n".join(lines)
+
+
+def format_summary(result: object) -> str:
+    from kdnlu.trainer import RunResult
+
+    assert isinstance(result, RunResult)
+    minutes, seconds = divmod(int(round(result.seconds)), 60)
+    lines = [
+        f"finished: {result.steps} steps, {result.epochs} epoch(s) in {minutes}m{seconds:02d}s",
+        "dev metrics:",
+    ]
+    for key, values in result.metrics.items():
+        main = result.main_metrics[key]
+        rest = "  ".join(f"{n} {v:.2f}" for n, v in values.items() if n != main)
+        lines.append(f"  {key:<10} {main} {values[main]:6.2f}   {rest}".rstrip())
+    lines.append(f"run dir: {result.run_dir}  (recipe.yaml, env.json, metrics.jsonl, "
+                 "checkpoints/last, tb/)")
+    return "\n".join(lines)
+
+
+def _train(args: argparse.Namespace) -> int:
+    setup_logging(args.quiet)
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.dry_run:
+        print(dry_build(recipe))
+        return 0
+    from kdnlu.trainer import train
+
+    result = train(recipe, progress=not args.quiet)
+    print(format_summary(result))
+    return 0
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``kdnlu-train``."""
+    parser = argparse.ArgumentParser(
+        prog="kdnlu-train", description="Train the multi-task model a recipe describes."
+    )
+    add_recipe_args(parser)
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate the recipe, read the data and build the model; no training")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    return run_guarded(_train, parser.parse_args(argv))
+
+
+def _list(args: argparse.Namespace) -> int:
+    discovery.load_all()
+    kinds = [args.kind] if args.kind else list(REGISTRIES)
+    print(list_components(kinds))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    setup_logging(quiet=True)
+    print(dry_build(load_recipe(args.recipe, args.overrides)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``kdnlu``."""
+    parser = argparse.ArgumentParser(prog="kdnlu", description="kdnlu tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_list = sub.add_parser("list", help="registered components with their config fields")
+    p_list.add_argument("kind", nargs="?", choices=list(REGISTRIES))
+    p_list.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    p_list.set_defaults(func=_list)
+    p_check = sub.add_parser("check", help="validate a recipe and build it without training")
+    add_recipe_args(p_check)
+    p_check.set_defaults(func=_check)
+    args = parser.parse_args(argv)
+    return run_guarded(args.func, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

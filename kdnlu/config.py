@@ -1,0 +1,229 @@
+"""Typed construction of frozen config dataclasses from recipe values, with located errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from kdnlu.errors import RecipeError
+from kdnlu.yaml_source import KeyPath, Location, format_key_path
+
+
+class FieldError(ValueError):
+    """Raised by a config's ``__post_init__`` to reject one field's value."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field_name = field_name
+
+
+class SetValue(str):
+    """A value given as text on the command line (``--set key=text``), typed on validation."""
+
+
+def path_field(default: Any = dataclasses.MISSING, aliases: tuple[str, ...] = ()) -> Any:
+    """A str field holding a filesystem path, resolved against the file that wrote it.
+
+    Values listed in ``aliases`` (such as ``minilm``) are names, not paths, and stay as written.
+    """
+    return field(default=default, metadata={"path": True, "aliases": aliases})
+
+
+@dataclass
+class Context:
+    """Where recipe values came from, for error messages and relative paths."""
+
+    locations: dict[KeyPath, Location]
+    default_location: Location
+
+    def where(self, path: KeyPath) -> Location:
+        for end in range(len(path), -1, -1):
+            loc = self.locations.get(path[:end])
+            if loc is not None:
+                return loc
+        return self.default_location
+
+    def error(self, path: KeyPath, message: str) -> RecipeError:
+        return RecipeError(f"{self.where(path)}: {message}")
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def describe_type(tp: Any) -> str:
+    """Human words for a type annotation, as used by ``kdnlu list`` and errors."""
+    origin = typing.get_origin(tp)
+    if tp in _TYPE_WORDS:
+        return tp.__name__
+    if origin in (Union, types.UnionType):
+        return " | ".join("None" if a is type(None) else describe_type(a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"list[{describe_type(typing.get_args(tp)[0])}]"
+    if origin in (dict, Mapping):
+        return f"mapping[str, {describe_type(typing.get_args(tp)[1])}]"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _got(value: Any) -> str:
+    kind = {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
+            list: "a list", dict: "a mapping", type(None): "null"}.get(type(value), type(value).__name__)
+    if isinstance(value, SetValue):
+        kind = "text"
+    shown = repr(value) if not isinstance(value, (dict, list)) else kind
+    return f"{shown} ({kind})" if shown != kind else kind
+
+
+def coerce(tp: Any, value: Any, path: KeyPath, ctx: Context) -> Any:
+    """Check (and, for ``--set`` text, parse) ``value`` against the annotation ``tp``."""
+    origin = typing.get_origin(tp)
+    key = format_key_path(path)
+    if isinstance(value, SetValue) and tp is not str and not _allows_str(tp):
+        try:
+            value = yaml.safe_load(str(value))
+        except yaml.YAMLError:
+            raise ctx.error(path, f"{key}: cannot parse {str(value)!r}") from None
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(arg, value, path, ctx)
+            except RecipeError as exc:
+                errors.append(exc)
+        raise ctx.error(path, f"{key}: expected {describe_type(tp)}, got {_got(value)}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value in choices and not isinstance(value, bool):
+            return str(value) if isinstance(value, SetValue) else value
+        raise ctx.error(
+            path, f"{key}: expected one of {', '.join(repr(c) for c in choices)}, got {_got(value)}"
+        )
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ctx.error(path, f"{key}: expected true or false, got {_got(value)}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ctx.error(path, f"{key}: expected an integer, got {_got(value)}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 5e-5 (no dot) as text
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ctx.error(path, f"{key}: expected a number, got {_got(value)}")
+    if tp is str:
+        if isinstance(value, str):
+            return str(value)
+        raise ctx.error(path, f"{key}: expected a string, got {_got(value)}")
+    if origin is tuple:
+        item_type = typing.get_args(tp)[0]
+        if isinstance(value, (list, tuple)):
+            return tuple(coerce(item_type, v, (*path, i), ctx) for i, v in enumerate(value))
+        raise ctx.error(path, f"{key}: expected a list, got {_got(value)}")
+    if origin in (dict, Mapping):
+        value_type = typing.get_args(tp)[1]
+        if isinstance(value, dict):
+            return {k: coerce(value_type, v, (*path, k), ctx) for k, v in value.items()}
+        raise ctx.error(path, f"{key}: expected a mapping, got {_got(value)}")
+    if dataclasses.is_dataclass(tp):
+        return build_dataclass(tp, value, path, ctx)
+    raise ctx.error(path, f"{key}: unsupported field type {tp!r} in a config dataclass")
+
+
+def _allows_str(tp: Any) -> bool:
+    return str in typing.get_args(tp) or (
+        typing.get_origin(tp) is Literal and all(isinstance(a, str) for a in typing.get_args(tp))
+    )
+
+
+def config_fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
+    """The init fields of a config dataclass with their resolved type annotations."""
+    hints = typing.get_type_hints(cls)
+    return [(f, hints[f.name]) for f in dataclasses.fields(cls) if f.init]
+
+
+def unknown_key_error(
+    key: str, valid: list[str], path: KeyPath, ctx: Context
+) -> RecipeError:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return ctx.error(
+        (*path, key),
+        f"unknown key '{key}' at {format_key_path((*path, key))}{hint} "
+        f"Valid keys here: {', '.join(valid) or '(none)'}.",
+    )
+
+
+def build_dataclass(cls: type, raw: Any, path: KeyPath, ctx: Context) -> Any:
+    """Build a (frozen) dataclass from a mapping; unknown, missing and mistyped keys raise."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ctx.error(
+            path, f"{format_key_path(path)}: expected a mapping of keys, got {_got(raw)}"
+        )
+    fields = config_fields(cls)
+    names = [f.name for f, _ in fields]
+    for key in raw:
+        if key not in names:
+            raise unknown_key_error(key, names, path, ctx)
+    kwargs: dict[str, Any] = {}
+    for f, tp in fields:
+        if f.name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ctx.error(
+                    path,
+                    f"missing required key '{f.name}' at {format_key_path(path)} "
+                    f"({describe_type(tp)}); add it to the recipe or pass --set "
+                    f"{format_key_path((*path, f.name))}=VALUE",
+                )
+            continue
+        value = coerce(tp, raw[f.name], (*path, f.name), ctx)
+        if f.metadata.get("path") and isinstance(value, str):
+            value = resolve_path(value, f.metadata.get("aliases", ()), ctx.where((*path, f.name)))
+        kwargs[f.name] = value
+    try:
+        return cls(**kwargs)
+    except FieldError as exc:
+        key = format_key_path((*path, exc.field_name))
+        raise ctx.error((*path, exc.field_name), f"{key}: {exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise ctx.error(path, f"{format_key_path(path)}: {exc}") from None
+
+
+def resolve_path(value: str, aliases: tuple[str, ...], where: Location) -> str:
+    if value in aliases or value == "":
+        return value
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = where.base_dir / path
+    return str(path.resolve())
+
+
+def to_plain(obj: Any) -> Any:
+    """A config value as plain YAML-ready data (dataclasses to dicts, tuples to lists)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    return obj

@@ -1,0 +1,23 @@
+"""Errors meant for people: each says what was wrong, where, and what to do."""
+
+from __future__ import annotations
+
+
+class KdnluError(Exception):
+    """Base of every error kdnlu reports to a user without a traceback."""
+
+
+class RegistryError(KdnluError):
+    """A component name is registered twice or cannot be found."""
+
+
+class RecipeError(KdnluError):
+    """A recipe cannot be read, merged or validated."""
+
+
+class DataError(KdnluError):
+    """A data file is missing or holds rows that cannot be read."""
+
+
+class PluginLoadError(KdnluError):
+    """A plugin module (built-in, entry point or recipe import) failed to import."""

