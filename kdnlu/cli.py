@@ -51,9 +51,14 @@ def run_guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
 
 def add_recipe_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="path to a YAML recipe")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY.PATH=VALUE",
-                        help="override a recipe value, typed by its config (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a recipe value, typed by its config (repeatable)",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
 
@@ -96,8 +101,10 @@ def dry_build(recipe: Recipe) -> str:
         task = tasks[key]
         train = len(task.read("train", spec.options.train_rows))
         dev = len(task.read("dev", spec.options.eval_rows))
-        lines.append(f"  {key}: {train} train / {dev} dev rows, head {spec.head.name}, "
-                     f"loss {spec.loss.name}, metrics {', '.join(task.metrics)}")
+        lines.append(
+            f"  {key}: {train} train / {dev} dev rows, head {spec.head.name}, "
+            f"loss {spec.loss.name}, metrics {', '.join(task.metrics)}"
+        )
     model = build_model(recipe, tasks)
     params = sum(p.numel() for p in model.parameters())
     lines.append(f"  model: encoder {recipe.encoder.name}, {params / 1e6:.2f} M parameters")
@@ -117,8 +124,9 @@ def format_summary(result: object) -> str:
         main = result.main_metrics[key]
         rest = "  ".join(f"{n} {v:.2f}" for n, v in values.items() if n != main)
         lines.append(f"  {key:<10} {main} {values[main]:6.2f}   {rest}".rstrip())
-    lines.append(f"run dir: {result.run_dir}  (recipe.yaml, env.json, metrics.jsonl, "
-                 "checkpoints/last, tb/)")
+    lines.append(
+        f"run dir: {result.run_dir}  (recipe.yaml, env.json, metrics.jsonl, checkpoints/last, tb/)"
+    )
     return "\n".join(lines)
 
 
@@ -141,8 +149,11 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         prog="kdnlu-train", description="Train the multi-task model a recipe describes."
     )
     add_recipe_args(parser)
-    parser.add_argument("--dry-run", action="store_true",
-                        help="validate the recipe, read the data and build the model; no training")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate the recipe, read the data and build the model; no training",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     return run_guarded(_train, parser.parse_args(argv))
 

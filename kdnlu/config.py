@@ -64,7 +64,9 @@ def describe_type(tp: Any) -> str:
     if tp in _TYPE_WORDS:
         return tp.__name__
     if origin in (Union, types.UnionType):
-        return " | ".join("None" if a is type(None) else describe_type(a) for a in typing.get_args(tp))
+        return " | ".join(
+            "None" if a is type(None) else describe_type(a) for a in typing.get_args(tp)
+        )
     if origin is Literal:
         return " | ".join(repr(a) for a in typing.get_args(tp))
     if origin is tuple:
@@ -75,8 +77,15 @@ def describe_type(tp: Any) -> str:
 
 
 def _got(value: Any) -> str:
-    kind = {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
-            list: "a list", dict: "a mapping", type(None): "null"}.get(type(value), type(value).__name__)
+    kind = {
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "a list",
+        dict: "a mapping",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
     if isinstance(value, SetValue):
         kind = "text"
     shown = repr(value) if not isinstance(value, (dict, list)) else kind
@@ -160,9 +169,7 @@ def config_fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
     return [(f, hints[f.name]) for f in dataclasses.fields(cls) if f.init]
 
 
-def unknown_key_error(
-    key: str, valid: list[str], path: KeyPath, ctx: Context
-) -> RecipeError:
+def unknown_key_error(key: str, valid: list[str], path: KeyPath, ctx: Context) -> RecipeError:
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return ctx.error(

@@ -42,8 +42,10 @@ class Batch:
         return Batch(
             self.task,
             self.indices,
-            *(t.to(device) for t in (self.input_ids, self.attention_mask, self.token_type_ids,
-                                     self.labels)),
+            *(
+                t.to(device)
+                for t in (self.input_ids, self.attention_mask, self.token_type_ids, self.labels)
+            ),
         )
 
 
@@ -55,7 +57,10 @@ def encode_examples(
     pairs = any(ex.text_b is not None for ex in examples)
     text_b = [ex.text_b or "" for ex in examples] if pairs else None
     enc = tokenizer(
-        text_a, text_b, truncation="longest_first" if pairs else True, max_length=max_length,
+        text_a,
+        text_b,
+        truncation="longest_first" if pairs else True,
+        max_length=max_length,
         return_token_type_ids=True,
     )
     labels = np.array(

@@ -109,8 +109,12 @@ class TrainConfig:
         }
         for key, ok in checks.items():
             if not ok:
-                limits = {"warmup": "a fraction in [0, 1)", "grad_clip": ">= 0 (0 disables)",
-                          "weight_decay": ">= 0", "lr": "> 0"}.get(key, ">= 1")
+                limits = {
+                    "warmup": "a fraction in [0, 1)",
+                    "grad_clip": ">= 0 (0 disables)",
+                    "weight_decay": ">= 0",
+                    "lr": "> 0",
+                }.get(key, ">= 1")
                 raise FieldError(key, f"must be {limits}, got {getattr(self, key)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise FieldError("max_steps", f"must be >= 1 or null, got {self.max_steps}")
@@ -159,8 +163,17 @@ class Recipe:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
 
 
-TOP_LEVEL_KEYS = ("base", "name", "imports", "data_root", "output_dir", "encoder", "tasks",
-                  "sampler", "train")
+TOP_LEVEL_KEYS = (
+    "base",
+    "name",
+    "imports",
+    "data_root",
+    "output_dir",
+    "encoder",
+    "tasks",
+    "sampler",
+    "train",
+)
 DEFAULT_SAMPLER = "mtdnn"
 
 
@@ -188,7 +201,9 @@ def _load_with_base(
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise RecipeError(f"{path}:1: a recipe must be a mapping of keys, got {type(data).__name__}")
+        raise RecipeError(
+            f"{path}:1: a recipe must be a mapping of keys, got {type(data).__name__}"
+        )
     base = data.pop("base", None)
     if base is None:
         return data, locations
@@ -255,13 +270,19 @@ def _component(
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ctx.error(path, f"{format_key_path(path)}: expected a {registry.kind} name or a "
-                        f"mapping with 'name', got {raw!r}")
+        raise ctx.error(
+            path,
+            f"{format_key_path(path)}: expected a {registry.kind} name or a "
+            f"mapping with 'name', got {raw!r}",
+        )
     raw = dict(raw)
     name = raw.pop("name", default_name)
     if name is None:
-        raise ctx.error(path, f"missing required key 'name' at {format_key_path(path)}: which "
-                        f"{registry.kind}? (`kdnlu list {registry.plural}`)")
+        raise ctx.error(
+            path,
+            f"missing required key 'name' at {format_key_path(path)}: which "
+            f"{registry.kind}? (`kdnlu list {registry.plural}`)",
+        )
     name = coerce(str, name, (*path, "name"), ctx)
     entry = _lookup(registry, name, (*path, "name"), ctx)
     return ComponentSpec(name, build_dataclass(entry.config, raw, path, ctx))
@@ -290,12 +311,15 @@ def _task(key: str, raw: Any, data_root: str | None, ctx: Context) -> TaskSpec:
     plugin_keys = [f.name for f, _ in config_fields(entry.config)]
     for k in raw:
         if k not in option_keys and k not in plugin_keys:
-            raise unknown_key_error(k, ["name", *option_keys, *plugin_keys, "head", "loss"],
-                                    path, ctx)
-    options = build_dataclass(TaskOptions, {k: v for k, v in raw.items() if k in option_keys},
-                              path, ctx)
-    config = build_dataclass(entry.config, {k: v for k, v in raw.items() if k in plugin_keys},
-                             path, ctx)
+            raise unknown_key_error(
+                k, ["name", *option_keys, *plugin_keys, "head", "loss"], path, ctx
+            )
+    options = build_dataclass(
+        TaskOptions, {k: v for k, v in raw.items() if k in option_keys}, path, ctx
+    )
+    config = build_dataclass(
+        entry.config, {k: v for k, v in raw.items() if k in plugin_keys}, path, ctx
+    )
     try:
         task = entry.build(config, data_root=data_root)
     except KdnluError as exc:
@@ -329,13 +353,19 @@ def _validate(raw: dict[str, Any], ctx: Context, default_name: str, source: str)
     discovery.load_all()
     discovery.load_recipe_imports(imports, Path(source).resolve().parent, f"{source}:")
     if "encoder" not in raw:
-        raise ctx.error((), "missing required key 'encoder' (e.g. encoder: {name: hf, path: "
-                        "minilm}); `kdnlu list encoders` shows the choices")
+        raise ctx.error(
+            (),
+            "missing required key 'encoder' (e.g. encoder: {name: hf, path: "
+            "minilm}); `kdnlu list encoders` shows the choices",
+        )
     encoder = _component(ENCODERS, raw["encoder"], ("encoder",), ctx, None)
     tasks_raw = raw.get("tasks")
     if not isinstance(tasks_raw, dict) or not tasks_raw:
-        raise ctx.error(("tasks",), "missing required key 'tasks': a mapping of at least one "
-                        "task (e.g. tasks: {rte: {}}); `kdnlu list tasks` shows the choices")
+        raise ctx.error(
+            ("tasks",),
+            "missing required key 'tasks': a mapping of at least one "
+            "task (e.g. tasks: {rte: {}}); `kdnlu list tasks` shows the choices",
+        )
     tasks = {str(k): _task(str(k), v, header.data_root, ctx) for k, v in tasks_raw.items()}
     sampler = _component(SAMPLERS, raw.get("sampler"), ("sampler",), ctx, DEFAULT_SAMPLER)
     train = build_dataclass(TrainConfig, raw.get("train"), ("train",), ctx)

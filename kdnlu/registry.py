@@ -68,9 +68,10 @@ class Registry:
             qualname = getattr(builder, "__qualname__", repr(builder))
             previous = self._entries.get(name)
             if previous is not None:
-                same = previous.module == module and getattr(
-                    previous.builder, "__qualname__", None
-                ) == qualname
+                same = (
+                    previous.module == module
+                    and getattr(previous.builder, "__qualname__", None) == qualname
+                )
                 if not same:
                     raise RegistryError(
                         f"{self.kind} '{name}' is registered twice: first by module "
@@ -126,6 +127,4 @@ LOSSES = Registry("loss", "losses")
 SAMPLERS = Registry("sampler", "samplers")
 TASKS = Registry("task", "tasks")
 
-REGISTRIES: dict[str, Registry] = {
-    r.plural: r for r in (ENCODERS, HEADS, LOSSES, SAMPLERS, TASKS)
-}
+REGISTRIES: dict[str, Registry] = {r.plural: r for r in (ENCODERS, HEADS, LOSSES, SAMPLERS, TASKS)}

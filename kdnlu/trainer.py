@@ -167,17 +167,22 @@ def train(recipe: Recipe, progress: bool = True) -> RunResult:
 
     writer = SummaryWriter(str(run_dir / "tb"))
     sizes = ", ".join(f"{k} {len(s)}" for k, s in train_splits.items())
-    log.info("training %d steps (%d epochs) on %s; device %s", total_steps, cfg.epochs, sizes, device)
+    log.info(
+        "training %d steps (%d epochs) on %s; device %s", total_steps, cfg.epochs, sizes, device
+    )
 
     step, epoch_losses = 0, []
     metrics: dict[str, dict[str, float]] = {}
-    bar = tqdm(total=total_steps, desc=recipe.name, unit="step", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=total_steps, desc=recipe.name, unit="step", disable=not progress, dynamic_ncols=True
+    )
     for epoch in range(1, cfg.epochs + 1):
         if step >= total_steps:
             break
-        queues = {key: batch_indices(len(s), cfg.batch_size, shuffle=True, rng=rng)
-                  for key, s in train_splits.items()}
+        queues = {
+            key: batch_indices(len(s), cfg.batch_size, shuffle=True, rng=rng)
+            for key, s in train_splits.items()
+        }
         order = sampler.epoch({k: len(q) for k, q in queues.items()}, rng)
         task_losses: dict[str, list[float]] = defaultdict(list)
         for key in order:
@@ -217,11 +222,13 @@ def train(recipe: Recipe, progress: bool = True) -> RunResult:
         for key, values in metrics.items():
             for name, value in values.items():
                 writer.add_scalar(f"dev/{key}/{name}", value, step)
-        summary = "  ".join(f"{k} {tasks[k].main_metric} {v[tasks[k].main_metric]:.2f}"
-                            for k, v in metrics.items())
+        summary = "  ".join(
+            f"{k} {tasks[k].main_metric} {v[tasks[k].main_metric]:.2f}" for k, v in metrics.items()
+        )
         log.info("epoch %d: train loss %.4f | dev %s", epoch, mean_loss, summary)
         save_checkpoint(
-            run_dir / "checkpoints" / "last", model,
+            run_dir / "checkpoints" / "last",
+            model,
             {"epoch": epoch, "step": step, "dev": metrics, "recipe": recipe.name},
         )
     bar.close()

@@ -8,7 +8,9 @@ from pathlib import Path
 from kdnlu.errors import DataError
 
 
-def read_tsv_rows(path: Path, header: bool) -> tuple[list[str] | None, Iterator[tuple[int, list[str]]]]:
+def read_tsv_rows(
+    path: Path, header: bool
+) -> tuple[list[str] | None, Iterator[tuple[int, list[str]]]]:
     """Return the header (or None) and an iterator of (1-based line number, fields).
 
     A UTF-8 byte-order mark is dropped, blank lines are skipped, and every row must have as many
@@ -47,7 +49,5 @@ def read_tsv_rows(path: Path, header: bool) -> tuple[list[str] | None, Iterator[
 def column_index(names: list[str], column: str, path: Path) -> int:
     """Position of ``column`` in a header, with a clear error when absent."""
     if column not in names:
-        raise DataError(
-            f"{path}:1: column '{column}' not found in the header ({', '.join(names)})"
-        )
+        raise DataError(f"{path}:1: column '{column}' not found in the header ({', '.join(names)})")
     return names.index(column)

@@ -99,12 +99,16 @@ def hf_encoder(config: HfConfig) -> HfEncoder:
     folder = checkpoint_dir(config.path)
     overrides: dict[str, Any] = {}
     if config.dropout is not None:
-        overrides = {"hidden_dropout_prob": config.dropout,
-                     "attention_probs_dropout_prob": config.dropout}
+        overrides = {
+            "hidden_dropout_prob": config.dropout,
+            "attention_probs_dropout_prob": config.dropout,
+        }
     model_config = AutoConfig.from_pretrained(str(folder), **overrides)
-    model = AutoModel.from_pretrained(str(folder), config=model_config, add_pooling_layer=False) \
-        if model_config.model_type == "bert" else \
-        AutoModel.from_pretrained(str(folder), config=model_config)
+    model = (
+        AutoModel.from_pretrained(str(folder), config=model_config, add_pooling_layer=False)
+        if model_config.model_type == "bert"
+        else AutoModel.from_pretrained(str(folder), config=model_config)
+    )
     return HfEncoder(model, load_tokenizer(config.path))
 
 
@@ -122,8 +126,9 @@ class TinyConfig:
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.heads:
-            raise FieldError("heads", f"hidden_size {self.hidden_size} is not divisible by "
-                             f"heads {self.heads}")
+            raise FieldError(
+                "heads", f"hidden_size {self.hidden_size} is not divisible by heads {self.heads}"
+            )
         check_checkpoint_dir("tokenizer", self.tokenizer)
 
 

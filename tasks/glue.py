@@ -27,12 +27,24 @@ class GlueFormat:
 
 
 FORMATS = {
-    "rte": GlueFormat("RTE", "sentence1", "sentence2", "label",
-                      ("entailment", "not_entailment"), ("accuracy",),
-                      "Recognizing Textual Entailment: does sentence1 entail sentence2"),
-    "mrpc": GlueFormat("MRPC", "#1 String", "#2 String", "Quality", ("0", "1"),
-                       ("f1", "accuracy"),
-                       "Microsoft Research Paraphrase Corpus: are the two sentences paraphrases"),
+    "rte": GlueFormat(
+        "RTE",
+        "sentence1",
+        "sentence2",
+        "label",
+        ("entailment", "not_entailment"),
+        ("accuracy",),
+        "Recognizing Textual Entailment: does sentence1 entail sentence2",
+    ),
+    "mrpc": GlueFormat(
+        "MRPC",
+        "#1 String",
+        "#2 String",
+        "Quality",
+        ("0", "1"),
+        ("f1", "accuracy"),
+        "Microsoft Research Paraphrase Corpus: are the two sentences paraphrases",
+    ),
 }
 
 

@@ -1,0 +1,70 @@
+"""The command lines: list, check, and how errors reach the user."""
+
+from pathlib import Path
+
+import pytest
+
+from conftest import RECIPES, TINY_RECIPE, write
+from kdnlu.cli import main, train_main
+from kdnlu.registry import REGISTRIES
+
+
+def test_list_shows_every_component_with_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for kind, registry in REGISTRIES.items():
+        assert f"{kind}:" in out
+        for entry in registry:
+            assert f"  {entry.name}  -  {entry.description}  [{entry.module}]" in out
+    assert "      path: str = 'minilm'" in out
+    assert "      dropout: float | None = None" in out
+    assert "      max_length: int = 128" in out
+
+
+def test_list_one_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "heads"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("heads:\n  classification  -  ")
+    assert "encoders:" not in out and "      dropout: float = 0.1" in out
+
+
+def test_list_unknown_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["list", "optimizers"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'optimizers'" in capsys.readouterr().err
+
+
+def test_check_builds_without_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path / "r.yaml", TINY_RECIPE)
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[:3] == [
+        "recipe 'tiny_test' is valid",
+        "  rte: 32 train / 16 dev rows, head classification, loss cross_entropy, metrics accuracy",
+        "  mrpc: 32 train / 16 dev rows, head classification, loss cross_entropy, "
+        "metrics f1, accuracy",
+    ]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_user_error_is_one_paragraph_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path / "r.yaml", TINY_RECIPE.replace("epochs: 1", "epochs: many"))
+    assert train_main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {path}:7: train.epochs: expected an integer, got 'many' (a string)\n"
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    from kdnlu.errors import RecipeError
+
+    path = write(tmp_path / "r.yaml", TINY_RECIPE.replace("epochs: 1", "epochs: many"))
+    with pytest.raises(RecipeError):
+        train_main([str(path), "--debug"])
+
+
+def test_dry_run_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert train_main([str(RECIPES / "tiny.yaml"), "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("recipe 'tiny' is valid\n")

@@ -1,0 +1,163 @@
+"""The registry contract, and the same contract tests for every registered component."""
+
+import dataclasses
+import random
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from conftest import GLUE_SAMPLE
+from kdnlu import discovery
+from kdnlu.errors import RegistryError
+from kdnlu.registry import ENCODERS, HEADS, LOSSES, REGISTRIES, SAMPLERS, TASKS, Registry
+
+discovery.load_builtins()
+
+
+@dataclass(frozen=True)
+class Cfg:
+    """A test config."""
+
+    width: int = 3
+
+
+def make(name: str, module: str):
+    def builder(config):
+        """Builds a thing."""
+        return config
+
+    builder.__module__ = module
+    return builder
+
+
+def test_register_and_build_with_config() -> None:
+    reg = Registry("widget", "widgets")
+    reg.register("box", config=Cfg)(make("box", "pkg.a"))
+    entry = reg.get("box")
+    assert entry.description == "Builds a thing."
+    assert entry.module == "pkg.a"
+    assert entry.build() == Cfg()
+    assert entry.build(Cfg(width=5)) == Cfg(width=5)
+    assert reg.names() == ["box"] and "box" in reg and len(reg) == 1
+
+
+def test_duplicate_name_names_both_modules() -> None:
+    reg = Registry("head", "heads")
+    reg.register("san", config=Cfg)(make("san", "pkg.first"))
+    with pytest.raises(RegistryError) as err:
+        reg.register("san", config=Cfg)(make("san", "pkg.second"))
+    assert str(err.value) == (
+        "head 'san' is registered twice: first by module 'pkg.first', again by module "
+        "'pkg.second'. Rename one of them."
+    )
+
+
+def test_re_registering_the_same_builder_is_harmless() -> None:
+    reg = Registry("head", "heads")
+    builder = make("san", "pkg.first")
+    reg.register("san", config=Cfg)(builder)
+    reg.register("san", config=Cfg)(builder)
+    assert reg.names() == ["san"]
+
+
+def test_unknown_name_suggests_close_matches() -> None:
+    reg = Registry("head", "heads")
+    reg.register("san", config=Cfg)(make("san", "m"))
+    with pytest.raises(RegistryError) as err:
+        reg.get("sann", "tasks.rte.head.name")
+    assert str(err.value) == (
+        "unknown head 'sann' at tasks.rte.head.name; did you mean 'san'? "
+        "(`kdnlu list heads` shows every registered head)"
+    )
+
+
+def test_unknown_name_without_close_match_lists_known() -> None:
+    reg = Registry("loss", "losses")
+    reg.register("mse", config=Cfg)(make("mse", "m"))
+    reg.register("ranking", config=Cfg)(make("ranking", "m"))
+    with pytest.raises(RegistryError) as err:
+        reg.get("zzz")
+    assert str(err.value) == (
+        "unknown loss 'zzz'; known losses: mse, ranking "
+        "(`kdnlu list losses` shows every registered loss)"
+    )
+
+
+def test_config_must_be_a_frozen_dataclass() -> None:
+    @dataclass
+    class Mutable:
+        x: int = 1
+
+    with pytest.raises(RegistryError, match="config must be a frozen dataclass"):
+        Registry("head", "heads").register("x", config=Mutable)
+
+
+ALL_ENTRIES = [(kind, entry) for kind, reg in REGISTRIES.items() for entry in reg]
+
+
+def test_every_kind_has_a_builtin() -> None:
+    assert {kind for kind, _ in ALL_ENTRIES} == set(REGISTRIES)
+
+
+@pytest.mark.parametrize(
+    ("kind", "entry"), ALL_ENTRIES, ids=[f"{k}:{e.name}" for k, e in ALL_ENTRIES]
+)
+def test_component_contract(kind: str, entry) -> None:
+    """Every component: a description, a frozen config whose defaults construct, and types."""
+    assert entry.description, f"{kind} '{entry.name}' needs a one-line docstring"
+    assert dataclasses.is_dataclass(entry.config) and entry.config.__dataclass_params__.frozen
+    config = entry.config()  # every built-in is usable with its defaults
+    assert dataclasses.replace(config) == config
+    assert entry.module.startswith(("kdnlu_plugins.", "kdnlu_tasks."))
+
+
+@pytest.mark.parametrize("entry", list(HEADS), ids=lambda e: e.name)
+def test_head_contract(entry) -> None:
+    head = entry.build(hidden_size=16, num_outputs=3)
+    hidden = torch.randn(4, 7, 16, requires_grad=True)
+    out = head(hidden, torch.ones(4, 7, dtype=torch.long))
+    assert out.shape == (4, 3)
+    out.sum().backward()
+    assert hidden.grad is not None and torch.isfinite(hidden.grad).all()
+
+
+@pytest.mark.parametrize("entry", list(LOSSES), ids=lambda e: e.name)
+def test_loss_contract(entry) -> None:
+    loss_fn = entry.build()
+    logits = torch.randn(5, 3, requires_grad=True)
+    loss = loss_fn(logits, torch.tensor([0, 1, 2, 1, 0]))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("entry", list(SAMPLERS), ids=lambda e: e.name)
+def test_sampler_contract(entry) -> None:
+    sampler = entry.build()
+    counts = {"a": 5, "b": 2, "c": 1}
+    first = sampler.epoch(counts, random.Random(7))
+    assert first == sampler.epoch(counts, random.Random(7))  # deterministic for a seed
+    assert sorted(first) == sorted(["a"] * 5 + ["b"] * 2 + ["c"])
+    probs = sampler.probabilities(counts)
+    assert set(probs) == set(counts) and sum(probs.values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("entry", list(TASKS), ids=lambda e: e.name)
+def test_task_contract(entry) -> None:
+    task = entry.build(data_root=str(GLUE_SAMPLE))
+    assert task.name == entry.name and task.metrics and task.num_outputs >= 1
+    assert task.default_head in HEADS and task.default_loss in LOSSES
+    train = task.read("train")
+    assert train and all(ex.label is not None for ex in train)
+    if task.label_names is not None:
+        assert {ex.label for ex in train} <= set(range(task.num_outputs))
+
+
+@pytest.mark.parametrize("entry", list(ENCODERS), ids=lambda e: e.name)
+def test_encoder_contract(entry) -> None:
+    encoder = entry.build()
+    enc = encoder.tokenizer(["a short sentence"], ["and its pair"], return_tensors="pt")
+    hidden = encoder(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
+    assert hidden.shape == (1, enc["input_ids"].shape[1], encoder.hidden_size)
+    assert len(encoder.tokenizer) == 30522

@@ -1,0 +1,97 @@
+"""kdnlu-train end to end on a tiny random BERT and real GLUE sample rows."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from conftest import REPO, TINY_RECIPE, write
+from kdnlu.recipe import load_recipe
+from kdnlu.trainer import train
+
+
+def test_console_script_writes_the_run_dir(tmp_path: Path) -> None:
+    recipe = write(tmp_path / "r.yaml", TINY_RECIPE)
+    out_dir = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from kdnlu.cli import train_main; sys.exit(train_main())",
+            str(recipe),
+            "--set",
+            f"output_dir={out_dir}",
+            "--set",
+            "train.epochs=2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    run_dir = out_dir / "tiny_test"
+    assert {p.name for p in run_dir.iterdir()} == {
+        "recipe.yaml",
+        "env.json",
+        "metrics.jsonl",
+        "checkpoints",
+        "tb",
+    }
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    assert set(lines[-1]["dev"]) == {"rte", "mrpc"}
+    assert set(lines[-1]["dev"]["mrpc"]) == {"f1", "accuracy"}
+    weights = load_file(run_dir / "checkpoints" / "last" / "model.safetensors")
+    assert "heads.rte.out.weight" in weights and weights["heads.mrpc.out.weight"].shape == (2, 32)
+    state = json.loads((run_dir / "checkpoints" / "last" / "trainer_state.json").read_text())
+    assert state["epoch"] == 2 and state["step"] == lines[-1]["step"] == 8
+    env = json.loads((run_dir / "env.json").read_text())
+    assert env["packages"]["torch"] == "2.13.0+cpu" or env["packages"]["torch"].startswith("2.13.0")
+    assert "--set" in env["command"]
+    assert any(p.name.startswith("events.out.tfevents") for p in (run_dir / "tb").iterdir())
+    # the summary names the metrics and the run dir
+    assert "dev metrics:" in proc.stdout and f"run dir: {run_dir}" in proc.stdout
+    assert "epoch 2: train loss" in proc.stderr
+    # the resolved recipe reloads to the same run config
+    resolved = load_recipe(run_dir / "recipe.yaml")
+    original = load_recipe(recipe, [f"output_dir={out_dir}", "train.epochs=2"])
+    assert resolved == original
+
+
+def test_second_run_never_overwrites_the_first(tmp_path: Path) -> None:
+    recipe = load_recipe(write(tmp_path / "r.yaml", TINY_RECIPE), ["train.max_steps=1"])
+    first = train(recipe, progress=False).run_dir
+    second = train(recipe, progress=False).run_dir
+    assert first.name == "tiny_test" and second.name == "tiny_test-2"
+
+
+def test_training_loss_falls_on_a_learnable_slice(tmp_path: Path) -> None:
+    recipe = load_recipe(
+        write(tmp_path / "r.yaml", TINY_RECIPE),
+        [
+            "tasks.rte.train_rows=32",
+            "tasks.mrpc.train_rows=32",
+            "train.epochs=15",
+            "train.lr=3e-3",
+            "train.warmup=0.0",
+            "encoder.dropout=0.0",
+            "tasks.rte.head.dropout=0.0",
+            "tasks.mrpc.head.dropout=0.0",
+        ],
+    )
+    result = train(recipe, progress=False)
+    assert len(result.train_loss) == 15
+    assert result.train_loss[-1] < 0.5 * result.train_loss[0], result.train_loss
+
+
+def test_max_steps_stops_mid_epoch(tmp_path: Path) -> None:
+    recipe = load_recipe(
+        write(tmp_path / "r.yaml", TINY_RECIPE), ["train.max_steps=3", "train.epochs=5"]
+    )
+    result = train(recipe, progress=False)
+    assert (result.steps, result.epochs) == (3, 1)
