@@ -44,10 +44,18 @@ def first_doc_line(obj: Any) -> str:
 class Registry:
     """Maps names to builders of one kind of component (encoder, head, loss, sampler, task)."""
 
-    def __init__(self, kind: str, plural: str) -> None:
+    def __init__(self, kind: str, plural: str, autoload: bool = False) -> None:
         self.kind = kind
         self.plural = plural
+        self.autoload = autoload
         self._entries: dict[str, Entry] = {}
+
+    def _load_plugins(self) -> None:
+        """Import built-ins and entry-point plugins on first use (no-op afterwards)."""
+        if self.autoload:
+            from kdnlu import discovery
+
+            discovery.load_all()
 
     def register(
         self, name: str, config: type | None = None, description: str | None = None
@@ -93,6 +101,9 @@ class Registry:
         entry = self._entries.get(name)
         if entry is not None:
             return entry
+        self._load_plugins()
+        if name in self._entries:
+            return self._entries[name]
         where = f" at {key_path}" if key_path else ""
         close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.6)
         if close:
@@ -109,22 +120,25 @@ class Registry:
         self._entries.pop(name, None)
 
     def names(self) -> list[str]:
+        self._load_plugins()
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
+        self._load_plugins()
         return name in self._entries
 
     def __iter__(self) -> Iterator[Entry]:
-        return iter(self._entries[name] for name in self.names())
+        return iter([self._entries[name] for name in self.names()])
 
     def __len__(self) -> int:
+        self._load_plugins()
         return len(self._entries)
 
 
-ENCODERS = Registry("encoder", "encoders")
-HEADS = Registry("head", "heads")
-LOSSES = Registry("loss", "losses")
-SAMPLERS = Registry("sampler", "samplers")
-TASKS = Registry("task", "tasks")
+ENCODERS = Registry("encoder", "encoders", autoload=True)
+HEADS = Registry("head", "heads", autoload=True)
+LOSSES = Registry("loss", "losses", autoload=True)
+SAMPLERS = Registry("sampler", "samplers", autoload=True)
+TASKS = Registry("task", "tasks", autoload=True)
 
 REGISTRIES: dict[str, Registry] = {r.plural: r for r in (ENCODERS, HEADS, LOSSES, SAMPLERS, TASKS)}

@@ -183,3 +183,17 @@ def test_environment_variable_disables_entry_points(third_party_site: Path, tmp_
     )
     assert listed.returncode == 0 and "demo_mean" not in listed.stdout
     assert "classification" in listed.stdout  # built-ins still load
+
+
+def test_registries_load_builtins_on_first_lookup(tmp_path: Path) -> None:
+    code = "from kdnlu.registry import TASKS, HEADS; print(TASKS.get('rte').name, len(HEADS) > 0)"
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "rte True\n"

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file
 
 from conftest import REPO, TINY_RECIPE, write
@@ -95,3 +96,19 @@ def test_max_steps_stops_mid_epoch(tmp_path: Path) -> None:
     )
     result = train(recipe, progress=False)
     assert (result.steps, result.epochs) == (3, 1)
+
+
+def test_checkpoint_reloads_and_reproduces_dev_metrics(tmp_path: Path) -> None:
+    from kdnlu.checkpoint import load_weights
+    from kdnlu.trainer import build_model, encode_split, evaluate
+
+    recipe = load_recipe(write(tmp_path / "r.yaml", TINY_RECIPE), ["train.max_steps=3"])
+    run_dir = train(recipe, progress=False).run_dir
+    recorded = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["dev"]
+    # the snippet of docs/runs.md
+    again = load_recipe(run_dir / "recipe.yaml")
+    tasks = again.build_tasks()
+    model = build_model(again, tasks)
+    load_weights(run_dir / "checkpoints" / "last", model)
+    dev = encode_split(again, tasks, model.encoder.tokenizer, "dev")
+    assert evaluate(model, tasks, dev, 64, torch.device("cpu")) == recorded
