@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,27 @@ tasks:
   mrpc: {{train_rows: 32, eval_rows: 16, max_length: 48}}
 train: {{lr: 1.0e-3, batch_size: 16, epochs: 1, device: cpu}}
 """
+
+
+def run_python(
+    args: list[str], cwd: Path, extra_path: tuple[Path, ...] = (), **env: str
+) -> subprocess.CompletedProcess:
+    """Run ``python ARGS`` in a child process that imports kdnlu from this checkout."""
+    pythonpath = os.pathsep.join(str(p) for p in (*extra_path, REPO))
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": pythonpath, **env},
+    )
+
+
+def pip_offline(*args: str) -> None:
+    """``pip ARGS`` that builds local sources only: no index, no isolated build env."""
+    proc = run_python(
+        ["-m", "pip", *args, "--quiet", "--no-deps", "--no-build-isolation", "--no-index"],
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr

@@ -1,33 +1,13 @@
 """A normal (non-editable) build ships the framework, the built-in plugins and the tasks."""
 
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
-from conftest import REPO
+from conftest import REPO, pip_offline
 
 
 def test_wheel_contains_all_three_packages_and_scripts(tmp_path: Path) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "-w",
-            str(tmp_path),
-            str(REPO),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    pip_offline("wheel", "-w", str(tmp_path), str(REPO))
     (wheel,) = tmp_path.glob("kdnlu-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in (

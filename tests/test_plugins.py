@@ -1,13 +1,11 @@
 """Plugins from a recipe's imports: and from a separately installed package's entry point."""
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY_RECIPE, write
+from conftest import TINY_RECIPE, pip_offline, run_python, write
 from kdnlu import discovery
 from kdnlu.errors import KdnluError
 from kdnlu.recipe import load_recipe
@@ -130,37 +128,12 @@ packages = ["kdnlu_demo_plugin"]
     )
     write(src / "kdnlu_demo_plugin" / "__init__.py", HEAD_PLUGIN.format(name="demo_mean"))
     site = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--target",
-            str(site),
-            str(src),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    pip_offline("install", "--target", str(site), str(src))
     return site
 
 
 def run_kdnlu(args: list[str], site: Path, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "kdnlu.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)]), **env},
-    )
+    return run_python(["-m", "kdnlu.cli", *args], cwd, (site,), **env)
 
 
 def test_entry_point_plugin_is_listed_and_usable(third_party_site: Path, tmp_path: Path) -> None:
@@ -187,13 +160,6 @@ def test_environment_variable_disables_entry_points(third_party_site: Path, tmp_
 
 def test_registries_load_builtins_on_first_lookup(tmp_path: Path) -> None:
     code = "from kdnlu.registry import TASKS, HEADS; print(TASKS.get('rte').name, len(HEADS) > 0)"
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    proc = run_python(["-c", code], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "rte True\n"

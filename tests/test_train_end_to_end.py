@@ -1,15 +1,12 @@
 """kdnlu-train end to end on a tiny random BERT and real GLUE sample rows."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, TINY_RECIPE, write
+from conftest import TINY_RECIPE, run_python, write
 from kdnlu.recipe import load_recipe
 from kdnlu.trainer import train
 
@@ -17,9 +14,8 @@ from kdnlu.trainer import train
 def test_console_script_writes_the_run_dir(tmp_path: Path) -> None:
     recipe = write(tmp_path / "r.yaml", TINY_RECIPE)
     out_dir = tmp_path / "out"
-    proc = subprocess.run(
+    proc = run_python(
         [
-            sys.executable,
             "-c",
             "import sys; from kdnlu.cli import train_main; sys.exit(train_main())",
             str(recipe),
@@ -28,11 +24,7 @@ def test_console_script_writes_the_run_dir(tmp_path: Path) -> None:
             "--set",
             "train.epochs=2",
         ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     run_dir = out_dir / "tiny_test"
