@@ -25,6 +25,12 @@ class FieldError(ValueError):
         self.field_name = field_name
 
 
+def check_fraction(field_name: str, value: float | None) -> None:
+    """Reject a probability-like value (dropout, smoothing) outside [0, 1); None passes."""
+    if value is not None and not 0.0 <= value < 1.0:
+        raise FieldError(field_name, f"must be in [0, 1), got {value}")
+
+
 class SetValue(str):
     """A value given as text on the command line (``--set key=text``), typed on validation."""
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdnlu.config import FieldError, path_field
+from kdnlu.config import FieldError, check_fraction, path_field
 from kdnlu.errors import KdnluError
 from kdnlu.registry import ENCODERS
 
@@ -87,8 +87,7 @@ class HfConfig:
 
     def __post_init__(self) -> None:
         check_checkpoint_dir("path", self.path)
-        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
-            raise FieldError("dropout", f"must be in [0, 1), got {self.dropout}")
+        check_fraction("dropout", self.dropout)
 
 
 @ENCODERS.register("hf", config=HfConfig)
@@ -129,6 +128,7 @@ class TinyConfig:
             raise FieldError(
                 "heads", f"hidden_size {self.hidden_size} is not divisible by heads {self.heads}"
             )
+        check_fraction("dropout", self.dropout)
         check_checkpoint_dir("tokenizer", self.tokenizer)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from kdnlu.config import FieldError
+from kdnlu.config import check_fraction
 from kdnlu.registry import HEADS
 
 
@@ -18,8 +18,7 @@ class ClassificationConfig:
     dropout: float = 0.1
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.dropout < 1.0:
-            raise FieldError("dropout", f"must be in [0, 1), got {self.dropout}")
+        check_fraction("dropout", self.dropout)
 
 
 class ClassificationHead(nn.Module):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from kdnlu.config import FieldError
+from kdnlu.config import check_fraction
 from kdnlu.registry import LOSSES
 
 
@@ -19,8 +19,7 @@ class CrossEntropyConfig:
     label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise FieldError("label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
+        check_fraction("label_smoothing", self.label_smoothing)
 
 
 @LOSSES.register("cross_entropy", config=CrossEntropyConfig)

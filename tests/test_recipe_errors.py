@@ -215,3 +215,10 @@ def test_bad_literal(tmp_path: Path) -> None:
     assert error_of(path) == (
         f"{path}:7: train.device: expected one of 'auto', 'cpu', 'cuda', got 'tpu' (a string)"
     )
+
+
+def test_plugin_field_out_of_range(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.yaml", TINY_RECIPE)
+    assert error_of(path, ("tasks.rte.head.dropout=1.5",)) == (
+        "--set tasks.rte.head.dropout=1.5: tasks.rte.head.dropout: must be in [0, 1), got 1.5"
+    )
