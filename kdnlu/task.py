@@ -25,6 +25,12 @@ class Task:
 
     ``reader(path, split)`` returns the examples of one split file; it must raise ``DataError``
     naming file and line for any row it cannot read.
+
+    ``eval_splits`` are scored during training (MNLI has two); ``test_splits`` are predicted for
+    submission, each written to the file name ``submission[split]`` (e.g. ``RTE.tsv``).
+    ``extra_predictions`` maps more submission file names to unlabelled files scored with this
+    task's head (GLUE's AX diagnostic set is predicted by the MNLI model). ``output_range``
+    clips regression predictions (STS-B: 0 to 5).
     """
 
     name: str
@@ -35,6 +41,10 @@ class Task:
     default_head: str = "classification"
     default_loss: str = "cross_entropy"
     eval_splits: tuple[str, ...] = ("dev",)
+    test_splits: tuple[str, ...] = ("test",)
+    submission: Mapping[str, str] = field(default_factory=dict)
+    extra_predictions: Mapping[str, Path] = field(default_factory=dict)
+    output_range: tuple[float, float] | None = None
     description: str = field(default="", compare=False)
 
     @property
