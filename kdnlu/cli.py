@@ -100,7 +100,7 @@ def dry_build(recipe: Recipe) -> str:
     for key, spec in recipe.tasks.items():
         task = tasks[key]
         train = len(task.read("train", spec.options.train_rows))
-        dev = len(task.read("dev", spec.options.eval_rows))
+        dev = sum(len(task.read(split, spec.options.eval_rows)) for split in task.eval_splits)
         lines.append(
             f"  {key}: {train} train / {dev} dev rows, head {spec.head.name}, "
             f"loss {spec.loss.name}, metrics {', '.join(task.metrics)}"

@@ -15,37 +15,38 @@ from kdnlu.task import Example
 
 @dataclass(frozen=True)
 class EncodedSplit:
-    """Token ids of every example of one split, with labels (NaN where hidden)."""
+    """Token ids of one split stored flat (row ``i`` is ``ids[offsets[i]:offsets[i+1]]``).
+
+    The arrays may be numpy memmaps of the token cache: rows are read only when batched.
+    Labels are NaN where hidden (test splits).
+    """
 
     task: str
-    input_ids: list[np.ndarray]
-    token_type_ids: list[np.ndarray]
+    ids: np.ndarray
+    type_ids: np.ndarray
+    offsets: np.ndarray
     labels: np.ndarray
     pad_id: int
 
     def __len__(self) -> int:
-        return len(self.input_ids)
+        return len(self.offsets) - 1
 
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
 
-@dataclass(frozen=True)
-class Batch:
-    """One task's rows; ``indices`` are positions in the split (to align stored teacher outputs)."""
-
-    task: str
-    indices: torch.Tensor
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    token_type_ids: torch.Tensor
-    labels: torch.Tensor
-
-    def to(self, device: torch.device | str) -> Batch:
-        return Batch(
+    def head(self, limit: int | None) -> EncodedSplit:
+        """The first ``limit`` rows (all rows when None)."""
+        if limit is None or limit >= len(self):
+            return self
+        end = int(self.offsets[limit])
+        return EncodedSplit(
             self.task,
-            self.indices,
-            *(
-                t.to(device)
-                for t in (self.input_ids, self.attention_mask, self.token_type_ids, self.labels)
-            ),
+            self.ids[:end],
+            self.type_ids[:end],
+            self.offsets[: limit + 1],
+            self.labels[:limit],
+            self.pad_id,
         )
 
 
@@ -63,34 +64,66 @@ def encode_examples(
         max_length=max_length,
         return_token_type_ids=True,
     )
+    lengths = np.fromiter(
+        (len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(examples)
+    )
+    offsets = np.zeros(len(examples) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = [t for ids in enc["input_ids"] for t in ids]
+    flat_types = [t for types in enc["token_type_ids"] for t in types]
     labels = np.array(
         [np.nan if ex.label is None else float(ex.label) for ex in examples], dtype=np.float64
     )
     return EncodedSplit(
         task=task,
-        input_ids=[np.asarray(ids, dtype=np.int64) for ids in enc["input_ids"]],
-        token_type_ids=[np.asarray(t, dtype=np.int64) for t in enc["token_type_ids"]],
+        ids=np.asarray(flat, dtype=np.int32),
+        type_ids=np.asarray(flat_types, dtype=np.int8),
+        offsets=offsets,
         labels=labels,
         pad_id=int(tokenizer.pad_token_id or 0),
     )
 
 
+@dataclass(frozen=True)
+class Batch:
+    """One task's rows; ``indices`` are positions in the split (to align stored teacher outputs)."""
+
+    task: str
+    indices: torch.Tensor
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    token_type_ids: torch.Tensor
+    labels: torch.Tensor
+
+    def to(self, device: torch.device | str) -> Batch:
+        move = {"non_blocking": True} if str(device).startswith("cuda") else {}
+        return Batch(
+            self.task,
+            self.indices,
+            *(
+                t.to(device, **move)
+                for t in (self.input_ids, self.attention_mask, self.token_type_ids, self.labels)
+            ),
+        )
+
+
 def collate(split: EncodedSplit, indices: Sequence[int], label_dtype: torch.dtype) -> Batch:
-    """Pad the chosen rows to their longest length."""
-    width = max(len(split.input_ids[i]) for i in indices)
+    """Pad the chosen rows to their longest length (dynamic padding)."""
+    starts, ends = split.offsets[indices], split.offsets[np.asarray(indices) + 1]
+    width = int((ends - starts).max())
     n = len(indices)
     input_ids = np.full((n, width), split.pad_id, dtype=np.int64)
     token_types = np.zeros((n, width), dtype=np.int64)
     mask = np.zeros((n, width), dtype=np.int64)
-    for row, i in enumerate(indices):
-        length = len(split.input_ids[i])
-        input_ids[row, :length] = split.input_ids[i]
-        token_types[row, :length] = split.token_type_ids[i]
+    for row, (start, end) in enumerate(zip(starts, ends, strict=True)):
+        length = int(end - start)
+        input_ids[row, :length] = split.ids[start:end]
+        token_types[row, :length] = split.type_ids[start:end]
         mask[row, :length] = 1
-    labels = torch.from_numpy(split.labels[list(indices)])
+    labels = torch.from_numpy(np.asarray(split.labels[list(indices)], dtype=np.float64))
     return Batch(
         task=split.task,
-        indices=torch.tensor(list(indices), dtype=torch.long),
+        indices=torch.as_tensor(list(indices), dtype=torch.long),
         input_ids=torch.from_numpy(input_ids),
         attention_mask=torch.from_numpy(mask),
         token_type_ids=torch.from_numpy(token_types),
@@ -99,18 +132,41 @@ def collate(split: EncodedSplit, indices: Sequence[int], label_dtype: torch.dtyp
 
 
 def batch_indices(
-    size: int, batch_size: int, shuffle: bool, rng: random.Random | None = None
+    lengths: np.ndarray,
+    batch_size: int,
+    shuffle: bool,
+    rng: random.Random | None = None,
+    bucket: bool = False,
+    pool_batches: int = 50,
 ) -> list[list[int]]:
-    """Split ``range(size)`` into batches, shuffled first when asked."""
-    order = list(range(size))
+    """Split rows into batches.
+
+    With ``bucket``, rows are shuffled, cut into pools of ``pool_batches`` batches, sorted by
+    length inside each pool and batched, so a batch holds rows of similar length (less padding);
+    the batch order is then shuffled again. Without ``shuffle`` the order is kept.
+    """
+    rng = rng or random.Random(0)
+    order = list(range(len(lengths)))
     if shuffle:
-        (rng or random.Random(0)).shuffle(order)
-    return [order[i : i + batch_size] for i in range(0, size, batch_size)]
+        rng.shuffle(order)
+    if bucket:
+        pool = batch_size * pool_batches
+        order = [
+            i
+            for start in range(0, len(order), pool)
+            for i in sorted(order[start : start + pool], key=lambda i: int(lengths[i]))
+        ]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if bucket and shuffle:
+        rng.shuffle(batches)
+    return batches
 
 
 def iterate_batches(
     split: EncodedSplit, batch_size: int, label_dtype: torch.dtype
 ) -> Iterator[Batch]:
-    """In-order batches for evaluation and prediction."""
-    for indices in batch_indices(len(split), batch_size, shuffle=False):
+    """Batches for evaluation and prediction, rows grouped by length; ``indices`` say the order."""
+    for indices in batch_indices(
+        split.lengths, batch_size, shuffle=False, bucket=True, pool_batches=10**9
+    ):
         yield collate(split, indices, label_dtype)

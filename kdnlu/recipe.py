@@ -83,41 +83,50 @@ class TaskSpec:
 class TrainConfig:
     """Optimisation and bookkeeping of a training run."""
 
-    optimizer: Literal["adamw"] = "adamw"
+    optimizer: Literal["adamw", "adamax"] = "adamw"
     lr: float = 5e-5
     weight_decay: float = 0.01
     batch_size: int = 32
     eval_batch_size: int = 64
+    grad_accumulation: int = 1
     epochs: int = 3
     max_steps: int | None = None
     warmup: float = 0.1
     grad_clip: float = 1.0
+    amp: bool = False
+    length_bucketing: bool = True
+    token_cache: bool = True
+    eval_every: int | None = None
+    eval_each_epoch: bool = True
+    best_metric: str = "average"
+    patience: int | None = None
     seed: int = 13
     log_every: int = 10
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def __post_init__(self) -> None:
-        checks = {
-            "lr": self.lr > 0,
-            "batch_size": self.batch_size >= 1,
-            "eval_batch_size": self.eval_batch_size >= 1,
-            "epochs": self.epochs >= 1,
-            "warmup": 0.0 <= self.warmup < 1.0,
-            "grad_clip": self.grad_clip >= 0,
-            "log_every": self.log_every >= 1,
-            "weight_decay": self.weight_decay >= 0,
-        }
-        for key, ok in checks.items():
-            if not ok:
-                limits = {
-                    "warmup": "a fraction in [0, 1)",
-                    "grad_clip": ">= 0 (0 disables)",
-                    "weight_decay": ">= 0",
-                    "lr": "> 0",
-                }.get(key, ">= 1")
-                raise FieldError(key, f"must be {limits}, got {getattr(self, key)}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise FieldError("max_steps", f"must be >= 1 or null, got {self.max_steps}")
+        at_least_one = ("batch_size", "eval_batch_size", "grad_accumulation", "epochs", "log_every")
+        for key in at_least_one:
+            if getattr(self, key) < 1:
+                raise FieldError(key, f"must be >= 1, got {getattr(self, key)}")
+        for key in ("max_steps", "eval_every", "patience"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise FieldError(key, f"must be >= 1 or null, got {value}")
+        if self.lr <= 0:
+            raise FieldError("lr", f"must be > 0, got {self.lr}")
+        if not 0.0 <= self.warmup < 1.0:
+            raise FieldError("warmup", f"must be a fraction in [0, 1), got {self.warmup}")
+        if self.grad_clip < 0:
+            raise FieldError("grad_clip", f"must be >= 0 (0 disables), got {self.grad_clip}")
+        if self.weight_decay < 0:
+            raise FieldError("weight_decay", f"must be >= 0, got {self.weight_decay}")
+        if not self.eval_each_epoch and self.eval_every is None:
+            raise FieldError(
+                "eval_each_epoch",
+                "is false and eval_every is null: the run would "
+                "never be evaluated; set eval_every to a number of steps",
+            )
 
 
 @dataclass(frozen=True)
@@ -127,6 +136,7 @@ class RecipeHeader:
     name: str = "run"
     data_root: str | None = path_field(None)
     output_dir: str = "runs"
+    cache_dir: str | None = path_field(None)
     imports: tuple[str, ...] = ()
 
 
@@ -141,6 +151,7 @@ class Recipe:
     train: TrainConfig
     data_root: str | None = None
     output_dir: str = "runs"
+    cache_dir: str | None = None
     imports: tuple[str, ...] = ()
     source: str = field(default="", compare=False)
 
@@ -152,6 +163,7 @@ class Recipe:
             "name": self.name,
             "data_root": self.data_root,
             "output_dir": self.output_dir,
+            "cache_dir": self.cache_dir,
             "imports": list(self.imports),
             "encoder": self.encoder.to_dict(),
             "tasks": {key: spec.to_dict() for key, spec in self.tasks.items()},
@@ -169,6 +181,7 @@ TOP_LEVEL_KEYS = (
     "imports",
     "data_root",
     "output_dir",
+    "cache_dir",
     "encoder",
     "tasks",
     "sampler",
@@ -343,7 +356,9 @@ def _validate(raw: dict[str, Any], ctx: Context, default_name: str, source: str)
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
             raise unknown_key_error(key, list(TOP_LEVEL_KEYS[1:]), (), ctx)
-    header_raw = {k: raw[k] for k in ("name", "data_root", "output_dir", "imports") if k in raw}
+    header_raw = {
+        k: raw[k] for k in ("name", "data_root", "output_dir", "cache_dir", "imports") if k in raw
+    }
     header_raw.setdefault("name", default_name)
     header = build_dataclass(RecipeHeader, header_raw, (), ctx)
     imports = tuple(
@@ -377,6 +392,7 @@ def _validate(raw: dict[str, Any], ctx: Context, default_name: str, source: str)
         train=train,
         data_root=header.data_root,
         output_dir=header.output_dir,
+        cache_dir=header.cache_dir,
         imports=imports,
         source=source,
     )

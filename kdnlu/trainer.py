@@ -8,6 +8,7 @@ import math
 import random
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,21 +17,25 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from kdnlu.callbacks import Callback, TrainState
 from kdnlu.checkpoint import save_checkpoint
-from kdnlu.data import EncodedSplit, batch_indices, collate, encode_examples, iterate_batches
-from kdnlu.metrics import compute_metrics
+from kdnlu.data import EncodedSplit, batch_indices, collate, encode_examples
+from kdnlu.errors import KdnluError
+from kdnlu.evaluation import eval_name, evaluate, label_dtype, select_score
 from kdnlu.model import MultiTaskModel
+from kdnlu.optim import linear_schedule, make_optimizer
 from kdnlu.recipe import Recipe
 from kdnlu.registry import ENCODERS, HEADS, LOSSES, SAMPLERS
 from kdnlu.rundir import append_jsonl, atomic_write_text, create_run_dir, environment_record
 from kdnlu.task import Task
+from kdnlu.token_cache import TokenCache, default_cache_dir
 
 log = logging.getLogger("kdnlu.train")
 
 
 @dataclass
 class RunResult:
-    """What a finished run reports: where it is, its last dev metrics, and how long it took."""
+    """What a finished run reports: where it is, its dev metrics, and how long it took."""
 
     run_dir: Path
     metrics: dict[str, dict[str, float]]
@@ -39,6 +44,9 @@ class RunResult:
     epochs: int
     seconds: float
     train_loss: list[float] = field(default_factory=list)
+    best_score: float | None = None
+    best_step: int | None = None
+    best_metric: str = "average"
 
 
 def set_seed(seed: int) -> None:
@@ -50,11 +58,16 @@ def set_seed(seed: int) -> None:
 def pick_device(choice: str) -> torch.device:
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise KdnluError("train.device is 'cuda' but torch sees no CUDA device; use auto or cpu")
     return torch.device(choice)
 
 
-def label_dtype(task: Task) -> torch.dtype:
-    return torch.float32 if task.label_names is None else torch.long
+def amp_dtype_for(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """bf16 autocast on CPU, fp16 (with a GradScaler) on GPU; None when off."""
+    if not enabled:
+        return None
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
 def build_model(recipe: Recipe, tasks: dict[str, Task]) -> MultiTaskModel:
@@ -70,175 +83,259 @@ def build_model(recipe: Recipe, tasks: dict[str, Task]) -> MultiTaskModel:
 
 
 def encode_split(
-    recipe: Recipe, tasks: dict[str, Task], tokenizer: Any, split: str
+    recipe: Recipe, tasks: dict[str, Task], tokenizer: Any, split: str, key: str
+) -> EncodedSplit:
+    """One task's split, tokenised (through the token cache unless it is off)."""
+    spec, task = recipe.tasks[key], tasks[key]
+    limit = spec.options.train_rows if split == "train" else spec.options.eval_rows
+    max_length = spec.options.max_length
+
+    def build() -> EncodedSplit:
+        return encode_examples(key, tokenizer, task.read(split), max_length)
+
+    if not recipe.train.token_cache:
+        return build().head(limit)
+    cache = TokenCache(Path(recipe.cache_dir) if recipe.cache_dir else default_cache_dir())
+    options = {"task": spec.name, "split": split, "config": repr(spec.config)}
+    return cache.get_or_build(key, tokenizer, task.path(split), max_length, options, build).head(
+        limit
+    )
+
+
+def encode_eval_splits(
+    recipe: Recipe, tasks: dict[str, Task], tokenizer: Any
 ) -> dict[str, EncodedSplit]:
-    out = {}
-    for key, spec in recipe.tasks.items():
-        limit = spec.options.train_rows if split == "train" else spec.options.eval_rows
-        examples = tasks[key].read(split, limit)
-        out[key] = encode_examples(key, tokenizer, examples, spec.options.max_length)
-    return out
+    return {
+        eval_name(key, split, tasks[key]): encode_split(recipe, tasks, tokenizer, split, key)
+        for key in recipe.tasks
+        for split in tasks[key].eval_splits
+    }
 
 
-def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """AdamW with no weight decay on biases and normalisation weights."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": recipe.train.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+def check_best_metric(metric: str, tasks: dict[str, Task]) -> None:
+    if metric == "average":
+        return
+    names = [
+        f"{eval_name(key, split, task)}.{m}"
+        for key, task in tasks.items()
+        for split in task.eval_splits
+        for m in task.metrics
     ]
-    return torch.optim.AdamW(groups, lr=recipe.train.lr)
+    if metric not in names:
+        raise KdnluError(
+            f"train.best_metric '{metric}' names no evaluation; choose 'average' or one of: "
+            + ", ".join(names)
+        )
 
 
-def linear_schedule(
-    optimizer: torch.optim.Optimizer, total_steps: int, warmup: float
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over the first ``warmup`` fraction of steps, then linear decay to 0."""
-    warmup_steps = int(warmup * total_steps)
+class TaskBatches:
+    """Each task's shuffled batches for the current pass; a task that runs out starts a new pass."""
 
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+    def __init__(
+        self, splits: dict[str, EncodedSplit], batch_size: int, bucket: bool, rng: random.Random
+    ) -> None:
+        self.splits, self.batch_size, self.bucket, self.rng = splits, batch_size, bucket, rng
+        self.queues: dict[str, list[list[int]]] = {}
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    def counts(self) -> dict[str, int]:
+        return {k: math.ceil(len(s) / self.batch_size) for k, s in self.splits.items()}
 
-
-@torch.no_grad()
-def evaluate(
-    model: MultiTaskModel,
-    tasks: dict[str, Task],
-    splits: dict[str, EncodedSplit],
-    batch_size: int,
-    device: torch.device,
-) -> dict[str, dict[str, float]]:
-    """Every task's metrics on its evaluation split."""
-    model.eval()
-    results = {}
-    for key, split in splits.items():
-        task = tasks[key]
-        outputs = []
-        for batch in iterate_batches(split, batch_size, label_dtype(task)):
-            outputs.append(model(batch.to(device)).float().cpu())
-        logits = torch.cat(outputs)
-        pred = logits.squeeze(-1).numpy() if task.label_names is None else logits.argmax(-1).numpy()
-        results[key] = compute_metrics(task.metrics, pred, split.labels)
-    model.train()
-    return results
+    def next(self, task: str) -> list[int]:
+        if not self.queues.get(task):
+            batches = batch_indices(
+                self.splits[task].lengths,
+                self.batch_size,
+                shuffle=True,
+                rng=self.rng,
+                bucket=self.bucket,
+            )
+            self.queues[task] = batches[::-1]  # pop() from the end keeps the shuffled order
+        return self.queues[task].pop()
 
 
-def train(recipe: Recipe, progress: bool = True) -> RunResult:
+def train(recipe: Recipe, progress: bool = True, callbacks: Sequence[Callback] = ()) -> RunResult:
     """Train ``recipe`` end to end; write everything to a new run directory."""
     started = time.time()
     cfg = recipe.train
     set_seed(cfg.seed)
     device = pick_device(cfg.device)
+    amp_dtype = amp_dtype_for(device, cfg.amp)
+    tasks = recipe.build_tasks()
+    check_best_metric(cfg.best_metric, tasks)
 
     run_dir = create_run_dir(recipe.output_dir, recipe.name)
     atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
     atomic_write_text(run_dir / "env.json", json.dumps(environment_record(), indent=2) + "\n")
     log.info("run dir: %s", run_dir)
 
-    tasks = recipe.build_tasks()
     model = build_model(recipe, tasks)
     tokenizer = model.encoder.tokenizer
-    train_splits = encode_split(recipe, tasks, tokenizer, "train")
-    dev_splits = encode_split(recipe, tasks, tokenizer, "dev")
+    train_splits = {key: encode_split(recipe, tasks, tokenizer, "train", key) for key in tasks}
+    eval_splits = encode_eval_splits(recipe, tasks, tokenizer)
     model.to(device).train()
     losses = {
         key: LOSSES.get(spec.loss.name).build(spec.loss.config)
         for key, spec in recipe.tasks.items()
     }
     sampler = SAMPLERS.get(recipe.sampler.name).build(recipe.sampler.config)
-    rng = random.Random(cfg.seed)
+    # separate streams: the task order must not change which rows form a task's batches
+    sampler_rng, batch_rng = random.Random(cfg.seed), random.Random(cfg.seed + 1)
+    batches = TaskBatches(train_splits, cfg.batch_size, cfg.length_bucketing, batch_rng)
 
-    batches_per_epoch = sum(math.ceil(len(s) / cfg.batch_size) for s in train_splits.values())
-    total_steps = cfg.epochs * batches_per_epoch
+    batches_per_epoch = len(sampler.epoch(batches.counts(), random.Random(0)))
+    steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.grad_accumulation))
+    total_steps = cfg.epochs * steps_per_epoch
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
-    optimizer = make_optimizer(model, recipe)
+    optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay)
     scheduler = linear_schedule(optimizer, total_steps, cfg.warmup)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
     from tensorboardX import SummaryWriter
 
     writer = SummaryWriter(str(run_dir / "tb"))
+    state = TrainState(run_dir=run_dir, total_steps=total_steps)
     sizes = ", ".join(f"{k} {len(s)}" for k, s in train_splits.items())
     log.info(
         "training %d steps (%d epochs) on %s; device %s", total_steps, cfg.epochs, sizes, device
     )
+    for cb in callbacks:
+        cb.on_train_start(state, model)
 
-    step, epoch_losses = 0, []
+    epoch_losses: list[float] = []
     metrics: dict[str, dict[str, float]] = {}
-    bar = tqdm(
-        total=total_steps, desc=recipe.name, unit="step", disable=not progress, dynamic_ncols=True
-    )
-    for epoch in range(1, cfg.epochs + 1):
-        if step >= total_steps:
-            break
-        queues = {
-            key: batch_indices(len(s), cfg.batch_size, shuffle=True, rng=rng)
-            for key, s in train_splits.items()
-        }
-        order = sampler.epoch({k: len(q) for k, q in queues.items()}, rng)
-        task_losses: dict[str, list[float]] = defaultdict(list)
-        for key in order:
-            if step >= total_steps:
-                break
-            batch = collate(train_splits[key], queues[key].pop(), label_dtype(tasks[key]))
-            batch = batch.to(device)
-            loss = losses[key](model(batch), batch.labels)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at step {step + 1} (task {key})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            task_losses[key].append(loss.item())
-            bar.update(1)
-            bar.set_postfix(task=key, loss=f"{loss.item():.4f}")
-            if step % cfg.log_every == 0:
-                writer.add_scalar(f"train/loss/{key}", loss.item(), step)
-                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-        mean_loss = float(np.mean([v for vs in task_losses.values() for v in vs]))
-        epoch_losses.append(mean_loss)
-        metrics = evaluate(model, tasks, dev_splits, cfg.eval_batch_size, device)
+
+    def run_evaluation(epoch_loss: float | None, window: dict[str, list[float]]) -> None:
+        nonlocal metrics
+        metrics = evaluate(model, tasks, eval_splits, cfg.eval_batch_size, device, amp_dtype)
+        score = select_score(metrics, cfg.best_metric)
+        improved = state.best_score is None or score > state.best_score
+        if improved:
+            state.best_score, state.best_step = score, state.step
+            state.evaluations_without_improvement = 0
+        else:
+            state.evaluations_without_improvement += 1
         record = {
-            "epoch": epoch,
-            "step": step,
-            "train_loss": mean_loss,
-            "train_loss_per_task": {k: float(np.mean(v)) for k, v in task_losses.items()},
+            "epoch": state.epoch,
+            "step": state.step,
+            "train_loss": epoch_loss,
+            "train_loss_per_task": {k: float(np.mean(v)) for k, v in window.items() if v},
             "dev": metrics,
+            "score": score,
+            "best_score": state.best_score,
             "seconds": round(time.time() - started, 2),
         }
         append_jsonl(run_dir / "metrics.jsonl", record)
-        writer.add_scalar("train/epoch_loss", mean_loss, step)
-        for key, values in metrics.items():
-            for name, value in values.items():
-                writer.add_scalar(f"dev/{key}/{name}", value, step)
-        summary = "  ".join(
-            f"{k} {tasks[k].main_metric} {v[tasks[k].main_metric]:.2f}" for k, v in metrics.items()
+        for name, values in metrics.items():
+            for metric, value in values.items():
+                writer.add_scalar(f"dev/{name}/{metric}", value, state.step)
+        writer.add_scalar(f"dev/{cfg.best_metric}", score, state.step)
+        shown = "  ".join(
+            f"{n} {tasks[eval_splits[n].task].main_metric} "
+            f"{v[tasks[eval_splits[n].task].main_metric]:.2f}"
+            for n, v in metrics.items()
         )
-        log.info("epoch %d: train loss %.4f | dev %s", epoch, mean_loss, summary)
-        save_checkpoint(
-            run_dir / "checkpoints" / "last",
-            model,
-            {"epoch": epoch, "step": step, "dev": metrics, "recipe": recipe.name},
+        log.info(
+            "step %d (epoch %d): dev %s | %s %.2f%s",
+            state.step,
+            state.epoch,
+            shown,
+            cfg.best_metric,
+            score,
+            " (best)" if improved else "",
         )
+        checkpoint_state = {
+            "epoch": state.epoch,
+            "step": state.step,
+            "dev": metrics,
+            "score": score,
+            "best_score": state.best_score,
+            "best_step": state.best_step,
+            "recipe": recipe.name,
+        }
+        save_checkpoint(run_dir / "checkpoints" / "last", model, checkpoint_state)
+        if improved:
+            save_checkpoint(run_dir / "checkpoints" / "best", model, checkpoint_state)
+        if cfg.patience is not None and state.evaluations_without_improvement >= cfg.patience:
+            log.info(
+                "early stop: %s did not improve for %d evaluations", cfg.best_metric, cfg.patience
+            )
+            state.should_stop = True
+        for cb in callbacks:
+            cb.on_evaluate(state, metrics)
+
+    bar = tqdm(
+        total=total_steps, desc=recipe.name, unit="step", disable=not progress, dynamic_ncols=True
+    )
+    window: dict[str, list[float]] = defaultdict(list)
+    for epoch in range(1, cfg.epochs + 1):
+        if state.step >= total_steps or state.should_stop:
+            break
+        state.epoch = epoch
+        order = sampler.epoch(batches.counts(), sampler_rng)
+        task_losses: dict[str, list[float]] = defaultdict(list)
+        optimizer.zero_grad(set_to_none=True)
+        for position, key in enumerate(order):
+            if state.step >= total_steps or state.should_stop:
+                break
+            batch = collate(train_splits[key], batches.next(key), label_dtype(tasks[key]))
+            batch = batch.to(device)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = model(batch)
+            loss = losses[key](logits.float(), batch.labels)
+            for cb in callbacks:
+                loss = cb.on_loss(state, batch, logits, loss)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss is {loss.item()} at step {state.step + 1} (task {key})"
+                )
+            scaler.scale(loss / cfg.grad_accumulation).backward()
+            task_losses[key].append(loss.item())
+            window[key].append(loss.item())
+            if (position + 1) % cfg.grad_accumulation and position + 1 < len(order):
+                continue
+            if cfg.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            bar.update(1)
+            bar.set_postfix(task=key, loss=f"{loss.item():.4f}")
+            for cb in callbacks:
+                cb.on_step_end(state, key, loss.item())
+            if state.step % cfg.log_every == 0:
+                for task_key, values in window.items():
+                    if values:
+                        writer.add_scalar(f"train/loss/{task_key}", np.mean(values), state.step)
+                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], state.step)
+            if cfg.eval_every is not None and state.step % cfg.eval_every == 0:
+                run_evaluation(None, window)
+                window = defaultdict(list)
+        mean_loss = float(np.mean([v for vs in task_losses.values() for v in vs]))
+        epoch_losses.append(mean_loss)
+        writer.add_scalar("train/epoch_loss", mean_loss, state.step)
+        log.info("epoch %d: train loss %.4f", epoch, mean_loss)
+        if cfg.eval_each_epoch and not (cfg.eval_every and state.step % cfg.eval_every == 0):
+            run_evaluation(mean_loss, window)
+            window = defaultdict(list)
     bar.close()
     writer.close()
+    for cb in callbacks:
+        cb.on_train_end(state)
     return RunResult(
         run_dir=run_dir,
         metrics=metrics,
-        main_metrics={k: t.main_metric for k, t in tasks.items()},
-        steps=step,
+        main_metrics={
+            eval_name(k, s, t): t.main_metric for k, t in tasks.items() for s in t.eval_splits
+        },
+        steps=state.step,
         epochs=len(epoch_losses),
         seconds=time.time() - started,
         train_loss=epoch_losses,
+        best_score=state.best_score,
+        best_step=state.best_step,
+        best_metric=cfg.best_metric,
     )

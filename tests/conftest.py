@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ GLUE_SAMPLE = REPO / "tests" / "fixtures" / "glue"
 SHARED_GLUE = REPO.parent / "shared" / "data" / "glue"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# one token cache for the whole session, never the user's own
+os.environ["KDNLU_CACHE_DIR"] = tempfile.mkdtemp(prefix="kdnlu-test-cache-")
 
 
 @pytest.fixture(autouse=True)

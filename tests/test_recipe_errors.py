@@ -9,6 +9,13 @@ from kdnlu.errors import KdnluError
 from kdnlu.recipe import load_recipe
 
 
+TRAIN_KEYS = (
+    "optimizer, lr, weight_decay, batch_size, eval_batch_size, grad_accumulation, epochs, "
+    "max_steps, warmup, grad_clip, amp, length_bucketing, token_cache, eval_every, "
+    "eval_each_epoch, best_metric, patience, seed, log_every, device."
+)
+
+
 def error_of(path: Path, overrides: tuple[str, ...] = ()) -> str:
     with pytest.raises(KdnluError) as err:
         load_recipe(path, list(overrides))
@@ -34,7 +41,7 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     path = write(tmp_path / "r.yaml", TINY_RECIPE + "trian: {epochs: 1}\n")
     assert error_of(path) == (
         f"{path}:8: unknown key 'trian' at trian; did you mean 'train'? Valid keys here: name, "
-        "imports, data_root, output_dir, encoder, tasks, sampler, train."
+        "imports, data_root, output_dir, cache_dir, encoder, tasks, sampler, train."
     )
 
 
@@ -42,8 +49,7 @@ def test_unknown_nested_key(tmp_path: Path) -> None:
     path = write(tmp_path / "r.yaml", TINY_RECIPE.replace("epochs: 1", "epochs: 1, lrr: 2"))
     assert error_of(path) == (
         f"{path}:7: unknown key 'lrr' at train.lrr; did you mean 'lr'? Valid keys here: "
-        "optimizer, lr, weight_decay, batch_size, eval_batch_size, epochs, max_steps, warmup, "
-        "grad_clip, seed, log_every, device."
+        + TRAIN_KEYS
     )
 
 
@@ -184,8 +190,7 @@ def test_set_unknown_key(tmp_path: Path) -> None:
     path = write(tmp_path / "r.yaml", TINY_RECIPE)
     assert error_of(path, ("train.bach_size=8",)) == (
         "--set train.bach_size=8: unknown key 'bach_size' at train.bach_size; did you mean "
-        "'batch_size'? Valid keys here: optimizer, lr, weight_decay, batch_size, eval_batch_size, "
-        "epochs, max_steps, warmup, grad_clip, seed, log_every, device."
+        "'batch_size'? Valid keys here: " + TRAIN_KEYS
     )
 
 

@@ -92,7 +92,7 @@ def test_max_steps_stops_mid_epoch(tmp_path: Path) -> None:
 
 def test_checkpoint_reloads_and_reproduces_dev_metrics(tmp_path: Path) -> None:
     from kdnlu.checkpoint import load_weights
-    from kdnlu.trainer import build_model, encode_split, evaluate
+    from kdnlu.trainer import build_model, encode_eval_splits, evaluate
 
     recipe = load_recipe(write(tmp_path / "r.yaml", TINY_RECIPE), ["train.max_steps=3"])
     run_dir = train(recipe, progress=False).run_dir
@@ -102,5 +102,5 @@ def test_checkpoint_reloads_and_reproduces_dev_metrics(tmp_path: Path) -> None:
     tasks = again.build_tasks()
     model = build_model(again, tasks)
     load_weights(run_dir / "checkpoints" / "last", model)
-    dev = encode_split(again, tasks, model.encoder.tokenizer, "dev")
+    dev = encode_eval_splits(again, tasks, model.encoder.tokenizer)
     assert evaluate(model, tasks, dev, 64, torch.device("cpu")) == recorded

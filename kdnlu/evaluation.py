@@ -1,0 +1,89 @@
+"""Scoring a model on its tasks' evaluation splits, and turning outputs into predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from kdnlu.data import EncodedSplit, iterate_batches
+from kdnlu.metrics import compute_metrics
+from kdnlu.model import MultiTaskModel
+from kdnlu.task import Task
+
+
+def label_dtype(task: Task) -> torch.dtype:
+    return torch.float32 if task.label_names is None else torch.long
+
+
+def eval_name(task_key: str, split: str, task: Task) -> str:
+    """Name of one evaluation: the task key, or ``key/split`` for tasks scored on several."""
+    return task_key if len(task.eval_splits) == 1 else f"{task_key}/{split}"
+
+
+@torch.no_grad()
+def predict_outputs(
+    model: MultiTaskModel,
+    task_key: str,
+    task: Task,
+    split: EncodedSplit,
+    batch_size: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+) -> np.ndarray:
+    """Head outputs for every row of ``split``, in row order (float32 numpy)."""
+    was_training = model.training
+    model.eval()
+    outputs: np.ndarray | None = None
+    for batch in iterate_batches(split, batch_size, label_dtype(task)):
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(batch.to(device)).float().cpu().numpy()
+        if outputs is None:
+            outputs = np.zeros((len(split), *logits.shape[1:]), dtype=np.float32)
+        outputs[batch.indices.numpy()] = logits
+    model.train(was_training)
+    assert outputs is not None
+    return outputs
+
+
+def to_predictions(task: Task, outputs: np.ndarray) -> np.ndarray:
+    """Class indices, or regression scores clipped to the task's output range."""
+    if task.label_names is not None:
+        return outputs.argmax(-1)
+    scores = outputs.reshape(len(outputs), -1)[:, 0]
+    if task.output_range is not None:
+        scores = np.clip(scores, *task.output_range)
+    return scores
+
+
+def evaluate(
+    model: MultiTaskModel,
+    tasks: dict[str, Task],
+    splits: dict[str, EncodedSplit],
+    batch_size: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+) -> dict[str, dict[str, float]]:
+    """Metrics of every evaluation split, keyed by evaluation name (see ``eval_name``)."""
+    results = {}
+    for name, split in splits.items():
+        task_key = split.task
+        task = tasks[task_key]
+        outputs = predict_outputs(model, task_key, task, split, batch_size, device, amp_dtype)
+        results[name] = compute_metrics(task.metrics, to_predictions(task, outputs), split.labels)
+    return results
+
+
+def average_score(results: dict[str, dict[str, float]]) -> float:
+    """Mean over evaluations of the mean of each evaluation's metrics (GLUE-style)."""
+    return float(np.mean([np.mean(list(metrics.values())) for metrics in results.values()]))
+
+
+def select_score(results: dict[str, dict[str, float]], metric: str) -> float:
+    """The number ``train.best_metric`` names: ``average`` or ``<eval name>.<metric>``."""
+    if metric == "average":
+        return average_score(results)
+    name, _, key = metric.rpartition(".")
+    if name not in results or key not in results[name]:
+        known = ", ".join(f"{n}.{m}" for n, ms in results.items() for m in ms)
+        raise KeyError(f"best_metric '{metric}' is not among the evaluations: average, {known}")
+    return results[name][key]

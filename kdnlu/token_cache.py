@@ -1,0 +1,130 @@
+"""A token cache on disk: tokenised splits as numpy arrays, opened as memory maps.
+
+An entry is keyed by the tokenizer (its full serialised vocabulary and settings), the data file's
+content hash, the maximum length and the reading options, so changing any of them builds a new
+entry; nothing is trusted by file name or modification time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kdnlu.data import EncodedSplit
+
+log = logging.getLogger("kdnlu.data")
+
+FORMAT_VERSION = 1
+ARRAYS = ("ids", "type_ids", "offsets", "labels")
+CACHE_ENV = "KDNLU_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """``$KDNLU_CACHE_DIR``, else ``~/.cache/kdnlu``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "kdnlu"
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tokenizer_digest(tokenizer: Any) -> str:
+    """Hash of everything that decides the token ids a tokenizer produces."""
+    digest = hashlib.sha256(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        # truncation and padding are call settings the tokenizer remembers, not its vocabulary
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        digest.update(json.dumps(state, sort_keys=True).encode())
+    else:
+        digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    special = {k: str(v) for k, v in sorted(tokenizer.special_tokens_map.items())}
+    digest.update(json.dumps(special, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+class TokenCache:
+    """Tokenised splits under ``root/tokens/<key>/``, written atomically, read as memmaps."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root) / "tokens"
+        self._tokenizer_digests: dict[int, str] = {}
+
+    def key(self, tokenizer: Any, data_file: Path, max_length: int, options: dict[str, Any]) -> str:
+        tok = self._tokenizer_digests.get(id(tokenizer))
+        if tok is None:
+            tok = self._tokenizer_digests[id(tokenizer)] = tokenizer_digest(tokenizer)
+        parts = {
+            "format": FORMAT_VERSION,
+            "tokenizer": tok,
+            "file": file_digest(data_file),
+            "max_length": max_length,
+            "options": options,
+        }
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+
+    def get_or_build(
+        self,
+        task: str,
+        tokenizer: Any,
+        data_file: Path,
+        max_length: int,
+        options: dict[str, Any],
+        build: Callable[[], EncodedSplit],
+    ) -> EncodedSplit:
+        """The cached split for these inputs, building and storing it on a miss."""
+        folder = self.root / self.key(tokenizer, data_file, max_length, options)
+        if (folder / "meta.json").is_file():
+            try:
+                return self._open(folder, task)
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("token cache entry %s is unreadable (%s); rebuilding it", folder, exc)
+                shutil.rmtree(folder, ignore_errors=True)
+        split = build()
+        self._store(
+            folder,
+            split,
+            {"task": task, "file": str(data_file), "max_length": max_length, "options": options},
+        )
+        return split
+
+    def _store(self, folder: Path, split: EncodedSplit, meta: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=self.root))
+        try:
+            for name in ARRAYS:
+                np.save(staging / f"{name}.npy", getattr(split, name))
+            meta = {**meta, "rows": len(split), "pad_id": split.pad_id}
+            (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+            try:
+                staging.rename(folder)
+            except OSError:  # another process stored the same entry first
+                shutil.rmtree(staging, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def _open(self, folder: Path, task: str) -> EncodedSplit:
+        meta = json.loads((folder / "meta.json").read_text())
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+        if len(arrays["offsets"]) != meta["rows"] + 1 or len(arrays["labels"]) != meta["rows"]:
+            raise ValueError("row counts disagree with meta.json")
+        if int(arrays["offsets"][-1]) != len(arrays["ids"]):
+            raise ValueError("token arrays are truncated")
+        return EncodedSplit(task=task, pad_id=int(meta["pad_id"]), **arrays)

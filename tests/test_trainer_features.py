@@ -1,0 +1,130 @@
+"""Trainer options: accumulation, optimisers, precision, evaluation cadence, best, early stop."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import TINY_RECIPE, write
+from kdnlu.callbacks import Callback
+from kdnlu.errors import KdnluError
+from kdnlu.recipe import load_recipe
+from kdnlu.trainer import train
+
+NO_DROPOUT = ["encoder.dropout=0.0", "tasks.rte.head.dropout=0.0", "tasks.mrpc.head.dropout=0.0"]
+
+
+def recipe_with(tmp_path: Path, *overrides: str, text: str = TINY_RECIPE):
+    return load_recipe(write(tmp_path / "r.yaml", text), list(overrides))
+
+
+RTE_ONLY = "\n".join(line for line in TINY_RECIPE.splitlines() if "mrpc" not in line) + "\n"
+
+
+def weights(run_dir: Path, which: str = "last") -> dict[str, torch.Tensor]:
+    return load_file(run_dir / "checkpoints" / which / "model.safetensors")
+
+
+def test_gradient_accumulation_equals_one_big_batch(tmp_path: Path) -> None:
+    common = [
+        *NO_DROPOUT,
+        "train.max_steps=1",
+        "train.length_bucketing=false",
+        "train.grad_clip=0",
+        "train.warmup=0",
+    ]
+    rte_only = "tasks.mrpc.train_rows=16"  # keep mrpc present; one step touches rte only below
+    big = train(
+        recipe_with(tmp_path / "a", *common, rte_only, "train.batch_size=16", "output_dir=a"),
+        progress=False,
+    )
+    small = train(
+        recipe_with(
+            tmp_path / "b",
+            *common,
+            rte_only,
+            "train.batch_size=8",
+            "train.grad_accumulation=2",
+            "output_dir=b",
+        ),
+        progress=False,
+    )
+    assert big.steps == small.steps == 1
+    wa, wb = weights(big.run_dir), weights(small.run_dir)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert torch.allclose(wa[name], wb[name], atol=1e-6), name
+
+
+def test_adamax_and_bf16_autocast_train(tmp_path: Path) -> None:
+    result = train(
+        recipe_with(tmp_path, "train.optimizer=adamax", "train.amp=true", "train.max_steps=3"),
+        progress=False,
+    )
+    assert result.steps == 3 and all(map(lambda x: x == x, result.train_loss))  # no NaN
+
+
+def test_eval_every_writes_best_and_last(tmp_path: Path) -> None:
+    result = train(
+        recipe_with(tmp_path, "train.epochs=2", "train.eval_every=1", "train.best_metric=mrpc.f1"),
+        progress=False,
+    )
+    lines = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    # 32 rows of each task in batches of 16: 4 steps an epoch, evaluated after every step
+    assert [r["step"] for r in lines] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert all(r["train_loss"] is None for r in lines)
+    best = max(lines, key=lambda r: (r["score"], -r["step"]))
+    state = json.loads((result.run_dir / "checkpoints" / "best" / "trainer_state.json").read_text())
+    assert state["step"] == best["step"] == result.best_step
+    assert state["score"] == best["dev"]["mrpc"]["f1"] == result.best_score
+    assert lines[-1]["best_score"] == result.best_score
+
+
+def test_patience_stops_early(tmp_path: Path) -> None:
+    class Flat(Callback):
+        """Makes every evaluation after the first score no better."""
+
+        def on_evaluate(self, state, results) -> None:
+            self.seen = getattr(self, "seen", 0) + 1
+
+    flat = Flat()
+    result = train(
+        recipe_with(
+            tmp_path,
+            "train.epochs=20",
+            "train.eval_every=1",
+            "train.patience=2",
+            "train.lr=1e-9",
+            "train.warmup=0",
+        ),
+        progress=False,
+        callbacks=[flat],
+    )
+    # with a learning rate of 1e-9 nothing changes: the first evaluation stays the best
+    assert result.best_step == 1
+    assert result.steps == 3 and flat.seen == 3
+
+
+def test_unknown_best_metric_is_refused_before_training(tmp_path: Path) -> None:
+    with pytest.raises(KdnluError) as err:
+        train(recipe_with(tmp_path, "train.best_metric=rte.f1"), progress=False)
+    assert str(err.value) == (
+        "train.best_metric 'rte.f1' names no evaluation; choose 'average' or one of: "
+        "rte.accuracy, mrpc.f1, mrpc.accuracy"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_callback_can_replace_the_loss(tmp_path: Path) -> None:
+    class Doubler(Callback):
+        def on_loss(self, state, batch, logits, loss):
+            return loss * 0.0
+
+    result = train(
+        recipe_with(tmp_path, "train.max_steps=2", *NO_DROPOUT),
+        progress=False,
+        callbacks=[Doubler()],
+    )
+    assert result.train_loss == [0.0]
