@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
@@ -171,6 +172,35 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    setup_logging(args.quiet)
+    from kdnlu.predict import write_predictions
+    from kdnlu.trained import load_trained
+
+    run = load_trained(args.run_dir, args.checkpoint)
+    if args.out:
+        out = Path(args.out)
+    else:
+        out = run.run_dir / ("submission" if args.split == "test" else "predictions")
+    written = write_predictions(run, args.split, out, args.batch_size, args.device)
+    if not written:
+        raise KdnluError(f"no task of {run.run_dir} has a '{args.split}' split to predict")
+    print(f"predicted with {run.checkpoint}:")
+    print("\n".join(f"  {path}" for path in written))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    setup_logging(quiet=True)
+    from kdnlu.export import export_run
+    from kdnlu.trained import load_trained
+
+    run = load_trained(args.run_dir, args.checkpoint)
+    out = export_run(run, Path(args.out))
+    print(f"exported {run.checkpoint} to {out} (encoder + tokenizer, heads/, README.md)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``kdnlu``."""
     parser = argparse.ArgumentParser(prog="kdnlu", description="kdnlu tools.")
@@ -182,6 +212,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_check = sub.add_parser("check", help="validate a recipe and build it without training")
     add_recipe_args(p_check)
     p_check.set_defaults(func=_check)
+    p_predict = sub.add_parser("predict", help="predict a split with a trained run")
+    p_predict.add_argument("run_dir", help="a run directory made by kdnlu-train")
+    p_predict.add_argument(
+        "--split", default="test", help="test (submission files + zip), dev, or any split name"
+    )
+    p_predict.add_argument("--checkpoint", default="auto", choices=["auto", "best", "last"])
+    p_predict.add_argument(
+        "--out", help="output folder (default RUN_DIR/submission or RUN_DIR/predictions)"
+    )
+    p_predict.add_argument("--batch-size", type=int, default=64)
+    p_predict.add_argument("--device", default="cpu")
+    p_predict.add_argument("--quiet", action="store_true")
+    p_predict.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    p_predict.set_defaults(func=_predict)
+    p_export = sub.add_parser("export", help="write the encoder in Hugging Face format + heads")
+    p_export.add_argument("run_dir", help="a run directory made by kdnlu-train")
+    p_export.add_argument("out", help="new folder to write")
+    p_export.add_argument("--checkpoint", default="auto", choices=["auto", "best", "last"])
+    p_export.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    p_export.set_defaults(func=_export)
     args = parser.parse_args(argv)
     return run_guarded(args.func, args)
 

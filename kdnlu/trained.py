@@ -1,0 +1,46 @@
+"""Loading a finished run back: its resolved recipe, tasks and checkpoint weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kdnlu.checkpoint import WEIGHTS, load_weights
+from kdnlu.errors import KdnluError
+from kdnlu.model import MultiTaskModel
+from kdnlu.recipe import Recipe, load_recipe
+from kdnlu.task import Task
+
+
+@dataclass
+class TrainedRun:
+    """A run directory loaded for prediction or export."""
+
+    run_dir: Path
+    recipe: Recipe
+    tasks: dict[str, Task]
+    model: MultiTaskModel
+    checkpoint: Path
+
+
+def load_trained(run_dir: str | Path, checkpoint: str = "auto") -> TrainedRun:
+    """Build the run's model from its ``recipe.yaml`` and load ``checkpoints/<checkpoint>``.
+
+    ``auto`` takes ``best`` when it exists, else ``last``.
+    """
+    from kdnlu.trainer import build_model
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "recipe.yaml").is_file():
+        raise KdnluError(f"{run_dir} is not a run directory: it has no recipe.yaml")
+    if checkpoint == "auto":
+        checkpoint = "best" if (run_dir / "checkpoints" / "best" / WEIGHTS).is_file() else "last"
+    folder = run_dir / "checkpoints" / checkpoint
+    if not (folder / WEIGHTS).is_file():
+        raise KdnluError(f"{run_dir}: no checkpoint '{checkpoint}' ({folder / WEIGHTS} is missing)")
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    tasks = recipe.build_tasks()
+    model = build_model(recipe, tasks)
+    load_weights(folder, model)
+    model.eval()
+    return TrainedRun(run_dir, recipe, tasks, model, folder)
