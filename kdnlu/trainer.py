@@ -285,13 +285,12 @@ def train(recipe: Recipe, progress: bool = True, callbacks: Sequence[Callback] =
             loss = losses[key](logits.float(), batch.labels)
             for cb in callbacks:
                 loss = cb.on_loss(state, batch, logits, loss)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss is {loss.item()} at step {state.step + 1} (task {key})"
-                )
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"loss is {value} at step {state.step + 1} (task {key})")
             scaler.scale(loss / cfg.grad_accumulation).backward()
-            task_losses[key].append(loss.item())
-            window[key].append(loss.item())
+            task_losses[key].append(value)
+            window[key].append(value)
             if (position + 1) % cfg.grad_accumulation and position + 1 < len(order):
                 continue
             if cfg.grad_clip > 0:
@@ -302,10 +301,10 @@ def train(recipe: Recipe, progress: bool = True, callbacks: Sequence[Callback] =
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
+            bar.set_postfix(task=key, loss=f"{value:.4f}", refresh=False)
             bar.update(1)
-            bar.set_postfix(task=key, loss=f"{loss.item():.4f}")
             for cb in callbacks:
-                cb.on_step_end(state, key, loss.item())
+                cb.on_step_end(state, key, value)
             if state.step % cfg.log_every == 0:
                 for task_key, values in window.items():
                     if values:
