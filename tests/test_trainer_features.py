@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from conftest import TINY_RECIPE, write
@@ -22,10 +21,6 @@ def recipe_with(tmp_path: Path, *overrides: str, text: str = TINY_RECIPE):
 
 
 RTE_ONLY = "\n".join(line for line in TINY_RECIPE.splitlines() if "mrpc" not in line) + "\n"
-
-
-def weights(run_dir: Path, which: str = "last") -> dict[str, torch.Tensor]:
-    return load_file(run_dir / "checkpoints" / which / "model.safetensors")
 
 
 def test_gradient_accumulation_equals_one_big_batch(tmp_path: Path) -> None:
