@@ -100,8 +100,9 @@ def dry_build(recipe: Recipe) -> str:
     lines = [f"recipe '{recipe.name}' is valid"]
     for key, spec in recipe.tasks.items():
         task = tasks[key]
-        train = len(task.read("train", spec.options.train_rows))
-        dev = sum(len(task.read(split, spec.options.eval_rows)) for split in task.eval_splits)
+        policy = spec.options.on_bad_row
+        train = len(task.read("train", spec.options.train_rows, policy))
+        dev = sum(len(task.read(s, spec.options.eval_rows, policy)) for s in task.eval_splits)
         lines.append(
             f"  {key}: {train} train / {dev} dev rows, head {spec.head.name}, "
             f"loss {spec.loss.name}, metrics {', '.join(task.metrics)}"

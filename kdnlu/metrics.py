@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 
 def accuracy(pred: np.ndarray, gold: np.ndarray) -> float:
+    """Percentage of predictions equal to the gold label."""
     return float((pred == gold).mean() * 100.0)
 
 
@@ -21,16 +22,22 @@ def f1(pred: np.ndarray, gold: np.ndarray) -> float:
 
 
 def mcc(pred: np.ndarray, gold: np.ndarray) -> float:
-    """Matthews correlation of binary predictions (CoLA's metric)."""
-    tp = float(((pred == 1) & (gold == 1)).sum())
-    tn = float(((pred == 0) & (gold == 0)).sum())
-    fp = float(((pred == 1) & (gold == 0)).sum())
-    fn = float(((pred == 0) & (gold == 1)).sum())
-    denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    return 0.0 if denom == 0 else float((tp * tn - fp * fn) / denom * 100.0)
+    """Matthews correlation (CoLA's metric); with more than two classes, its multi-class form
+    (Gorodkin's R_K, GLUE's metric for the AX diagnostic set). 0 when undefined.
+    """
+    pred, gold = np.asarray(pred), np.asarray(gold)
+    classes = np.union1d(pred, gold)
+    n = float(len(gold))
+    correct = float((pred == gold).sum())
+    predicted = np.array([(pred == c).sum() for c in classes], dtype=np.float64)
+    true = np.array([(gold == c).sum() for c in classes], dtype=np.float64)
+    covariance = correct * n - float(predicted @ true)
+    denom = np.sqrt((n * n - float(predicted @ predicted)) * (n * n - float(true @ true)))
+    return 0.0 if denom == 0 else float(covariance / denom * 100.0)
 
 
 def pearson(pred: np.ndarray, gold: np.ndarray) -> float:
+    """Pearson correlation of scores (0 when either side is constant)."""
     pred, gold = pred.astype(np.float64), gold.astype(np.float64)
     if pred.std() == 0 or gold.std() == 0:
         return 0.0
@@ -53,6 +60,7 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 
 
 def spearman(pred: np.ndarray, gold: np.ndarray) -> float:
+    """Spearman rank correlation (Pearson of the ranks, ties averaged)."""
     return pearson(_ranks(np.asarray(pred)), _ranks(np.asarray(gold)))
 
 
@@ -63,6 +71,8 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "pearson": pearson,
     "spearman": spearman,
 }
+CLASSIFICATION_METRICS = ("accuracy", "f1", "mcc")
+REGRESSION_METRICS = ("pearson", "spearman")
 
 
 def compute_metrics(names: tuple[str, ...], pred: np.ndarray, gold: np.ndarray) -> dict[str, float]:
@@ -71,3 +81,43 @@ def compute_metrics(names: tuple[str, ...], pred: np.ndarray, gold: np.ndarray) 
     if unknown:
         raise KeyError(f"unknown metric(s) {unknown}; known: {', '.join(METRICS)}")
     return {name: METRICS[name](pred, gold) for name in names}
+
+
+GLUE_SCORE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
+
+
+def glue_score(results: Mapping[str, Mapping[str, float]]) -> float:
+    """The GLUE benchmark score of ``{task: {metric: value}}``: the unweighted mean of task scores.
+
+    This follows the official leaderboard's "Score" column (gluebenchmark.com): each of the
+    nine tasks CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE and WNLI counts once; a task with
+    two metrics (MRPC and QQP: F1 and accuracy; STS-B: Pearson and Spearman) counts as their
+    mean; MNLI counts once, as the mean of its matched and mismatched accuracies; the AX
+    diagnostic set has its own column and is not part of the score. Sources: Wang et al., "GLUE:
+    A Multi-Task Benchmark and Analysis Platform for Natural Language Understanding" (ICLR 2019,
+    arXiv:1804.07461), which defines the benchmark score as the unweighted average over tasks
+    with a multi-metric task's metrics averaged first; and the leaderboard rows (BERT-Large's
+    row reproduces its Score of 80.5 only this way, not with MNLI-m and MNLI-mm counted as two
+    tasks or with AX included).
+
+    Keys are the registered task names (``cola``, ``sst2``, ...). A task scored on several
+    splits may appear once per split as ``task/split`` (as evaluation names do, e.g.
+    ``mnli/dev_matched`` and ``mnli/dev_mismatched``); its score is the mean over those splits.
+    Tasks not present in ``results`` are skipped: the score is the mean over the GLUE tasks
+    that are there, so it equals the leaderboard's only when all nine are. Other keys (``ax``,
+    tasks outside GLUE) are ignored. Raises ``ValueError`` when no GLUE task is present.
+    """
+    per_split: dict[str, list[float]] = {}
+    for key, metrics in results.items():
+        task = key.split("/", 1)[0]
+        if task not in GLUE_SCORE_TASKS:
+            continue
+        if not metrics:
+            raise ValueError(f"glue_score: '{key}' has no metric values")
+        per_split.setdefault(task, []).append(float(np.mean(list(metrics.values()))))
+    if not per_split:
+        raise ValueError(
+            f"glue_score: none of the GLUE tasks ({', '.join(GLUE_SCORE_TASKS)}) is in the "
+            f"results (got {', '.join(results) or 'nothing'})"
+        )
+    return float(np.mean([np.mean(scores) for scores in per_split.values()]))

@@ -70,7 +70,7 @@ def write_predictions(
         if split == "test":
             for file_name, path in task.extra_predictions.items():
                 if path.is_file():
-                    jobs.append((file_name, task.reader(path, "test")))
+                    jobs.append((file_name, task.read_file(path, "test")))
                 else:
                     log.warning("%s: no %s (%s); skipped", key, file_name, path)
         for file_name, examples in jobs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +28,8 @@ from kdnlu.registry import ENCODERS, HEADS, LOSSES, SAMPLERS, TASKS, Registry
 from kdnlu.task import Task
 from kdnlu.yaml_source import KeyPath, Location, format_key_path, load_yaml_with_locations
 
+log = logging.getLogger("kdnlu.recipe")
+
 
 @dataclass(frozen=True)
 class ComponentSpec:
@@ -41,11 +44,19 @@ class ComponentSpec:
 
 @dataclass(frozen=True)
 class TaskOptions:
-    """Per-task keys every task accepts, whatever its plugin."""
+    """Per-task keys every task accepts, whatever its plugin.
+
+    ``on_bad_row``: "error" stops at the first data row that cannot be read (wrong number of
+    columns, unknown label), naming file:line; "skip" leaves such rows out and logs one warning
+    per file saying how many were skipped and where the first one was.
+    ``optional``: leave the task out of the run when its data files are missing.
+    """
 
     max_length: int = 128
     train_rows: int | None = None
     eval_rows: int | None = None
+    on_bad_row: Literal["error", "skip"] = "error"
+    optional: bool = False
 
     def __post_init__(self) -> None:
         if self.max_length < 8:
@@ -308,7 +319,7 @@ def _lookup(registry: Registry, name: str, path: KeyPath, ctx: Context) -> Any:
         raise ctx.error(path, str(exc)) from None
 
 
-def _task(key: str, raw: Any, data_root: str | None, ctx: Context) -> TaskSpec:
+def _task(key: str, raw: Any, data_root: str | None, ctx: Context) -> TaskSpec | None:
     path: KeyPath = ("tasks", key)
     if isinstance(raw, str):
         raw = {"name": raw}
@@ -337,8 +348,21 @@ def _task(key: str, raw: Any, data_root: str | None, ctx: Context) -> TaskSpec:
         task = entry.build(config, data_root=data_root)
     except KdnluError as exc:
         raise ctx.error(path, f"tasks.{key}: {exc}") from None
+    if "train" not in task.files:
+        reason = getattr(task, "absent_splits", {}).get("train", "")
+        if options.optional:
+            log.info("tasks.%s left out: task '%s' has no training split", key, name)
+            return None
+        raise ctx.error(
+            path,
+            f"tasks.{key}: task '{name}' has no training split, so it cannot "
+            f"be trained{'; ' + reason if reason else ''}",
+        )
     for split in ("train", *task.eval_splits):
         file = task.files.get(split)
+        if file is not None and not file.is_file() and options.optional:
+            log.info("tasks.%s left out (optional): %s is missing", key, file)
+            return None
         if file is not None and not file.is_file():
             at = ("data_root",) if data_root else path
             root = f"data_root is {data_root}" if data_root else "data_root is not set"
@@ -381,7 +405,14 @@ def _validate(raw: dict[str, Any], ctx: Context, default_name: str, source: str)
             "missing required key 'tasks': a mapping of at least one "
             "task (e.g. tasks: {rte: {}}); `kdnlu list tasks` shows the choices",
         )
-    tasks = {str(k): _task(str(k), v, header.data_root, ctx) for k, v in tasks_raw.items()}
+    specs = {str(k): _task(str(k), v, header.data_root, ctx) for k, v in tasks_raw.items()}
+    tasks = {k: spec for k, spec in specs.items() if spec is not None}
+    if not tasks:
+        raise ctx.error(
+            ("tasks",),
+            f"every task is optional and none has its data files under "
+            f"data_root {header.data_root}; nothing to train",
+        )
     sampler = _component(SAMPLERS, raw.get("sampler"), ("sampler",), ctx, DEFAULT_SAMPLER)
     train = build_dataclass(TrainConfig, raw.get("train"), ("train",), ctx)
     return Recipe(

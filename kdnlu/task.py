@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
+import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from kdnlu.errors import DataError
+
+log = logging.getLogger("kdnlu.data")
+
+BadRowPolicy = Literal["error", "skip"]
+BAD_ROW_POLICIES: tuple[str, ...] = ("error", "skip")
 
 
 @dataclass(frozen=True)
@@ -19,23 +28,115 @@ class Example:
     label: int | float | None
 
 
+class BadRows:
+    """Where a reader reports the rows of one file it cannot read.
+
+    With the policy ``"error"`` the first report raises ``DataError`` naming ``file:line``; with
+    ``"skip"`` reports are counted (the reader leaves the row out) and ``warn`` logs one warning
+    for the whole file, so nothing is dropped without a word.
+    """
+
+    def __init__(self, path: Path, policy: BadRowPolicy = "error") -> None:
+        if policy not in BAD_ROW_POLICIES:
+            raise ValueError(f"on_bad_row must be one of {BAD_ROW_POLICIES}, got {policy!r}")
+        self.path = path
+        self.policy = policy
+        self.count = 0
+        self.first: tuple[int, str] | None = None
+
+    def report(self, line: int, reason: str) -> None:
+        """Record that row ``line`` is unreadable for ``reason`` (raises under "error")."""
+        if self.policy == "error":
+            raise DataError(
+                f"{self.path}:{line}: {reason}. Fix or remove this row "
+                "(or set on_bad_row: skip for the task to skip such rows)."
+            )
+        self.count += 1
+        if self.first is None:
+            self.first = (line, reason)
+
+    def summary(self) -> str | None:
+        """One sentence about the skipped rows, or None when there were none."""
+        if self.first is None:
+            return None
+        line, reason = self.first
+        rows = "row" if self.count == 1 else "rows"
+        return f"skipped {self.count} bad {rows} in {self.path} (first at line {line}: {reason})"
+
+    def warn(self) -> None:
+        """Log the summary once as a warning on the ``kdnlu.data`` logger (if any were skipped)."""
+        text = self.summary()
+        if text is not None:
+            log.warning(text)
+
+
+def parse_label(value: object, label_names: tuple[str, ...] | None, task: str) -> int | float:
+    """A class index (position of the label string in ``label_names``) or, for regression
+    (``label_names`` None), a finite float. Raises ``ValueError`` with the reason otherwise.
+
+    Non-string values (JSON numbers and booleans) are compared in their JSON spelling, so the
+    JSON number ``1`` matches the label ``"1"``.
+    """
+    if label_names is None:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValueError(f"label {value!r} is not a number (task {task} is a regression task)")
+        try:
+            score = float(value)
+        except ValueError:
+            raise ValueError(
+                f"label '{value}' is not a number (task {task} is a regression task)"
+            ) from None
+        if not math.isfinite(score):
+            raise ValueError(f"label '{value}' is not a finite number")
+        return score
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (int, float)):
+        text = str(value)
+    else:
+        text = repr(value)
+    if text not in label_names:
+        raise ValueError(
+            f"unknown label '{text}' for task {task}; expected one of {', '.join(label_names)}"
+        )
+    return label_names.index(text)
+
+
+Reader = Callable[..., list[Example]]
+
+
+def takes_bad_rows(reader: Reader) -> bool:
+    """Whether ``reader`` accepts the optional ``bad_rows`` keyword (older readers do not)."""
+    try:
+        parameters = inspect.signature(reader).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "bad_rows" or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
 @dataclass(frozen=True)
 class Task:
     """A task definition built by a TASKS plugin from its config.
 
-    ``reader(path, split)`` returns the examples of one split file; it must raise ``DataError``
-    naming file and line for any row it cannot read.
+    ``reader(path, split, bad_rows=None)`` returns the examples of one split file. It reports each
+    row it cannot read to ``bad_rows.report(line, reason)`` (a ``BadRows``; when None, it makes an
+    error-raising one itself) and leaves the row out when that returns; anything wrong with the
+    file as a whole raises ``DataError`` naming file and line. A reader that only takes
+    ``(path, split)`` works too, but then only with ``on_bad_row="error"``.
 
     ``eval_splits`` are scored during training (MNLI has two); ``test_splits`` are predicted for
     submission, each written to the file name ``submission[split]`` (e.g. ``RTE.tsv``).
     ``extra_predictions`` maps more submission file names to unlabelled files scored with this
     task's head (GLUE's AX diagnostic set is predicted by the MNLI model). ``output_range``
-    clips regression predictions (STS-B: 0 to 5).
+    clips regression predictions (STS-B: 0 to 5). ``absent_splits`` explains splits a task does
+    not have (AX has no train split), for the error raised when one is asked for.
     """
 
     name: str
     files: Mapping[str, Path]
-    reader: Callable[[Path, str], list[Example]]
+    reader: Reader
     label_names: tuple[str, ...] | None
     metrics: tuple[str, ...]
     default_head: str = "classification"
@@ -45,6 +146,7 @@ class Task:
     submission: Mapping[str, str] = field(default_factory=dict)
     extra_predictions: Mapping[str, Path] = field(default_factory=dict)
     output_range: tuple[float, float] | None = None
+    absent_splits: Mapping[str, str] = field(default_factory=dict)
     description: str = field(default="", compare=False)
 
     @property
@@ -54,21 +156,53 @@ class Task:
 
     @property
     def main_metric(self) -> str:
+        """The metric that ranks runs on this task (the first one)."""
         return self.metrics[0]
 
     def path(self, split: str) -> Path:
+        """The file of ``split``; asking for a split the task does not have is a ``DataError``."""
         if split not in self.files:
+            if split in self.absent_splits:
+                raise DataError(
+                    f"task '{self.name}' has no {split} split: {self.absent_splits[split]}"
+                )
             raise DataError(
                 f"task '{self.name}' has no split '{split}'; it has {', '.join(self.files)}"
             )
         return self.files[split]
 
-    def read(self, split: str, limit: int | None = None) -> list[Example]:
-        """Read a split (the first ``limit`` rows when given); an empty split is an error."""
-        path = self.path(split)
+    def read(
+        self, split: str, limit: int | None = None, on_bad_row: BadRowPolicy = "error"
+    ) -> list[Example]:
+        """Read a split (the first ``limit`` rows when given); an empty split is an error.
+
+        ``on_bad_row="skip"`` leaves out rows the reader cannot read and logs one warning per
+        file on the ``kdnlu.data`` logger; ``"error"`` (the default) stops at the first one.
+        """
+        examples = self.read_file(self.path(split), split, on_bad_row)
+        return examples if limit is None else examples[:limit]
+
+    def read_file(
+        self, path: Path, split: str, on_bad_row: BadRowPolicy = "error"
+    ) -> list[Example]:
+        """Read any file in this task's format as ``split`` (e.g. an extra prediction file)."""
         if not path.is_file():
             raise DataError(f"task '{self.name}': data file {path} does not exist")
-        examples = self.reader(path, split)
+        bad_rows = BadRows(path, on_bad_row)
+        if takes_bad_rows(self.reader):
+            examples = self.reader(path, split, bad_rows=bad_rows)
+        elif on_bad_row == "error":
+            examples = self.reader(path, split)
+        else:
+            raise DataError(
+                f"task '{self.name}': its reader cannot skip bad rows (it takes no bad_rows "
+                "argument); use on_bad_row: error, or update the task plugin"
+            )
+        bad_rows.warn()
         if not examples:
-            raise DataError(f"task '{self.name}': {path} has no rows ({split} split is empty)")
-        return examples if limit is None else examples[:limit]
+            rows = "row" if bad_rows.count == 1 else "rows"
+            skipped = f", after skipping {bad_rows.count} bad {rows}" if bad_rows.count else ""
+            raise DataError(
+                f"task '{self.name}': {path} has no rows ({split} split is empty{skipped})"
+            )
+        return examples

@@ -91,12 +91,18 @@ def encode_split(
     max_length = spec.options.max_length
 
     def build() -> EncodedSplit:
-        return encode_examples(key, tokenizer, task.read(split), max_length)
+        examples = task.read(split, on_bad_row=spec.options.on_bad_row)
+        return encode_examples(key, tokenizer, examples, max_length)
 
     if not recipe.train.token_cache:
         return build().head(limit)
     cache = TokenCache(Path(recipe.cache_dir) if recipe.cache_dir else default_cache_dir())
-    options = {"task": spec.name, "split": split, "config": repr(spec.config)}
+    options = {
+        "task": spec.name,
+        "split": split,
+        "config": repr(spec.config),
+        "on_bad_row": spec.options.on_bad_row,
+    }
     return cache.get_or_build(key, tokenizer, task.path(split), max_length, options, build).head(
         limit
     )

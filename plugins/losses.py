@@ -1,4 +1,14 @@
-"""Training losses: ``loss(logits, labels) -> scalar tensor``."""
+"""Training losses: ``loss(logits, labels) -> scalar tensor``.
+
+Every loss is a ``Loss`` whose ``target`` says which labels it takes:
+
+| target | logits | labels |
+| --- | --- | --- |
+| ``class`` | ``[B, C]`` | class indices ``[B]`` |
+| ``score`` | ``[B, 1]`` or ``[B]`` | numbers ``[B]`` |
+| ``group`` | ``[B, 1]`` or ``[B]``, one score per candidate | positive marks ``[B]``, in groups |
+| ``token`` | ``[B, L, C]`` | class indices ``[B, L]``, ``ignore_index`` where unlabelled |
+"""
 
 from __future__ import annotations
 
@@ -8,8 +18,43 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from kdnlu.config import check_fraction
-from kdnlu.registry import LOSSES
+from kdnlu.config import FieldError, check_fraction
+from kdnlu.registry import LOSSES, NoConfig
+
+LOSS_TARGETS = ("class", "score", "group", "token")
+
+
+class Loss:
+    """A training loss ``loss(logits, labels) -> scalar`` tagged with the labels it takes."""
+
+    def __init__(self, target: str, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+        if target not in LOSS_TARGETS:
+            raise ValueError(
+                f"loss target must be one of {', '.join(LOSS_TARGETS)}, got {target!r}"
+            )
+        self.target = target
+        self.fn = fn
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.fn(logits, labels)
+
+    def __repr__(self) -> str:
+        return f"Loss(target={self.target!r}, fn={getattr(self.fn, '__name__', self.fn)})"
+
+
+def shape_of(tensor: torch.Tensor) -> str:
+    return "[" + ", ".join(str(n) for n in tensor.shape) + "]"
+
+
+def one_score_per_row(logits: torch.Tensor, labels: torch.Tensor, loss: str) -> torch.Tensor:
+    """``[B, 1]`` or ``[B]`` logits as ``[B]`` scores; any other shape raises."""
+    scores = logits.squeeze(-1) if logits.ndim == 2 and logits.shape[1] == 1 else logits
+    if scores.ndim != 1 or labels.shape != scores.shape:
+        raise ValueError(
+            f"{loss} loss expects one score per row (logits [B, 1] or [B]) and labels [B]; got "
+            f"logits {shape_of(logits)} and labels {shape_of(labels)}"
+        )
+    return scores
 
 
 @dataclass(frozen=True)
@@ -23,12 +68,99 @@ class CrossEntropyConfig:
 
 
 @LOSSES.register("cross_entropy", config=CrossEntropyConfig)
-def cross_entropy(
-    config: CrossEntropyConfig,
-) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def cross_entropy(config: CrossEntropyConfig) -> Loss:
     """Cross-entropy against gold class indices (mean over the batch)."""
 
-    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def cross_entropy_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, labels.long(), label_smoothing=config.label_smoothing)
 
-    return loss
+    return Loss("class", cross_entropy_loss)
+
+
+@dataclass(frozen=True)
+class TokenCrossEntropyConfig:
+    """Label of unlabelled (padding, sub-word) positions, and optional label smoothing."""
+
+    ignore_index: int = -100
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_fraction("label_smoothing", self.label_smoothing)
+
+
+@LOSSES.register("token_cross_entropy", config=TokenCrossEntropyConfig)
+def token_cross_entropy(config: TokenCrossEntropyConfig) -> Loss:
+    """Cross-entropy per token (mean over labelled tokens), for token heads."""
+
+    def token_cross_entropy_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if logits.ndim != 3 or labels.shape != logits.shape[:2]:
+            raise ValueError(
+                f"token_cross_entropy expects logits [B, L, C] and labels [B, L]; got logits "
+                f"{shape_of(logits)} and labels {shape_of(labels)}"
+            )
+        labels = labels.long()
+        total = F.cross_entropy(
+            logits.transpose(1, 2),
+            labels,
+            ignore_index=config.ignore_index,
+            label_smoothing=config.label_smoothing,
+            reduction="sum",
+        )
+        # a batch with no labelled token gives 0, not the NaN of an empty mean
+        labelled = (labels != config.ignore_index).sum().clamp(min=1)
+        return total / labelled
+
+    return Loss("token", token_cross_entropy_loss)
+
+
+@LOSSES.register("mse")
+def mse(config: NoConfig) -> Loss:
+    """Mean squared error of one score per row against numeric labels (MT-DNN's STS-B loss)."""
+
+    def mse_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        scores = one_score_per_row(logits, labels, "mse")
+        return F.mse_loss(scores, labels.to(scores.dtype))
+
+    return Loss("score", mse_loss)
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    """Candidates per group (consecutive rows) and the label that marks the positive one."""
+
+    group_size: int = 2
+    positive_label: int = 1
+
+    def __post_init__(self) -> None:
+        if self.group_size < 2:
+            raise FieldError("group_size", f"must be at least 2, got {self.group_size}")
+
+
+@LOSSES.register("ranking", config=RankingConfig)
+def ranking(config: RankingConfig) -> Loss:
+    """Softmax over each group's candidate scores, NLL of the positive (MT-DNN's QNLI loss)."""
+    size = config.group_size
+
+    def ranking_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        scores = one_score_per_row(logits, labels, "ranking")
+        rows = scores.shape[0]
+        if rows == 0 or rows % size:
+            raise ValueError(
+                f"ranking loss: a batch of {rows} rows is not a whole number of groups of "
+                f"group_size {size}; each group's candidates must be consecutive rows, so the "
+                f"batch size must be a multiple of {size}"
+            )
+        positive = (labels == config.positive_label).view(-1, size)
+        positives = positive.sum(1)
+        wrong = (positives != 1).nonzero().flatten()
+        if wrong.numel():
+            group = int(wrong[0])
+            found = int(positives[group])
+            what = "no positive candidate" if found == 0 else f"{found} positive candidates"
+            raise ValueError(
+                f"ranking loss: group {group} (rows {group * size} to {group * size + size - 1}) "
+                f"has {what}; each group needs exactly one row labelled {config.positive_label}"
+            )
+        return F.cross_entropy(scores.view(-1, size), positive.int().argmax(1))
+
+    return Loss("group", ranking_loss)

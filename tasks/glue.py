@@ -1,51 +1,177 @@
-"""GLUE tasks read from the official layout: ``<data_root>/<TASK>/{train,dev,test}.tsv``."""
+"""The GLUE benchmark's tasks, read from its official layout ``<data_root>/<TASK>/<split>.tsv``.
+
+Column names, label strings and submission file names are those of the files distributed by
+GLUE (gluebenchmark.com) and of its evaluation server. MNLI has two dev and two test files
+(matched and mismatched genres); the AX diagnostic set has only a test file, predicted with the
+MNLI head as ``AX.tsv``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 from kdnlu.config import path_field
 from kdnlu.errors import DataError
 from kdnlu.registry import TASKS
-from kdnlu.task import Example, Task
-from kdnlu.tsv import column_index, read_tsv_rows
+from kdnlu.task import BadRows, Example, Task
+from kdnlu.tsv import TsvLayout, read_tsv_examples
+
+BINARY = ("0", "1")
+ENTAILMENT = ("entailment", "not_entailment")
+NLI = ("contradiction", "entailment", "neutral")
+COLA_COLUMNS = ("source", "label", "mark", "sentence")
 
 
 @dataclass(frozen=True)
 class GlueFormat:
-    """Where a GLUE task's files are and which header columns hold texts and label."""
+    """One GLUE task: its folder, which header columns hold texts and label, its label space
+    (None for regression), metrics (main one first) and test split -> submission file name.
+
+    ``headerless_columns`` names the columns of the train and dev files when they have no header
+    line (CoLA); test files always have one.
+    """
 
     folder: str
     text_a: str
     text_b: str | None
     label: str
-    label_names: tuple[str, ...]
+    label_names: tuple[str, ...] | None
     metrics: tuple[str, ...]
     description: str
+    submission: dict[str, str]
+    eval_splits: tuple[str, ...] = ("dev",)
+    has_train: bool = True
+    uid: str = "index"
+    headerless_columns: tuple[str, ...] | None = None
+    extra_predictions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def test_splits(self) -> tuple[str, ...]:
+        """The splits predicted for submission, in the order of ``submission``."""
+        return tuple(self.submission)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Every split the task has a file for: train (unless test-only), eval, test."""
+        train = ("train",) if self.has_train else ()
+        return (*train, *self.eval_splits, *self.test_splits)
 
 
-FORMATS = {
-    "rte": GlueFormat(
-        "RTE",
-        "sentence1",
-        "sentence2",
+FORMATS: dict[str, GlueFormat] = {
+    "cola": GlueFormat(
+        "CoLA",
+        "sentence",
+        None,
         "label",
-        ("entailment", "not_entailment"),
+        BINARY,
+        ("mcc",),
+        "Corpus of Linguistic Acceptability: is the sentence grammatical (1) or not (0)",
+        {"test": "CoLA.tsv"},
+        headerless_columns=COLA_COLUMNS,
+    ),
+    "sst2": GlueFormat(
+        "SST-2",
+        "sentence",
+        None,
+        "label",
+        BINARY,
         ("accuracy",),
-        "Recognizing Textual Entailment: does sentence1 entail sentence2",
+        "Stanford Sentiment Treebank: is the movie-review sentence positive (1) or negative (0)",
+        {"test": "SST-2.tsv"},
     ),
     "mrpc": GlueFormat(
         "MRPC",
         "#1 String",
         "#2 String",
         "Quality",
-        ("0", "1"),
+        BINARY,
         ("f1", "accuracy"),
         "Microsoft Research Paraphrase Corpus: are the two sentences paraphrases",
+        {"test": "MRPC.tsv"},
+    ),
+    "stsb": GlueFormat(
+        "STS-B",
+        "sentence1",
+        "sentence2",
+        "score",
+        None,
+        ("pearson", "spearman"),
+        "Semantic Textual Similarity Benchmark: similarity of two sentences from 0 to 5",
+        {"test": "STS-B.tsv"},
+    ),
+    "qqp": GlueFormat(
+        "QQP",
+        "question1",
+        "question2",
+        "is_duplicate",
+        BINARY,
+        ("f1", "accuracy"),
+        "Quora Question Pairs: do the two questions ask the same thing",
+        {"test": "QQP.tsv"},
+        uid="id",
+    ),
+    "mnli": GlueFormat(
+        "MNLI",
+        "sentence1",
+        "sentence2",
+        "gold_label",
+        NLI,
+        ("accuracy",),
+        "Multi-Genre NLI: does the premise entail, contradict or say nothing of the hypothesis",
+        {"test_matched": "MNLI-m.tsv", "test_mismatched": "MNLI-mm.tsv"},
+        eval_splits=("dev_matched", "dev_mismatched"),
+        extra_predictions={"AX.tsv": "AX/test.tsv"},
+    ),
+    "qnli": GlueFormat(
+        "QNLI",
+        "question",
+        "sentence",
+        "label",
+        ENTAILMENT,
+        ("accuracy",),
+        "Question NLI (from SQuAD): does the sentence answer the question",
+        {"test": "QNLI.tsv"},
+    ),
+    "rte": GlueFormat(
+        "RTE",
+        "sentence1",
+        "sentence2",
+        "label",
+        ENTAILMENT,
+        ("accuracy",),
+        "Recognizing Textual Entailment: does sentence1 entail sentence2",
+        {"test": "RTE.tsv"},
+    ),
+    "wnli": GlueFormat(
+        "WNLI",
+        "sentence1",
+        "sentence2",
+        "label",
+        BINARY,
+        ("accuracy",),
+        "Winograd NLI: does the sentence with the pronoun replaced follow (1) or not (0)",
+        {"test": "WNLI.tsv"},
+    ),
+    "ax": GlueFormat(
+        "AX",
+        "sentence1",
+        "sentence2",
+        "label",
+        NLI,
+        ("mcc",),
+        "GLUE diagnostic set (test only, not trainable): predicted by the mnli task as AX.tsv",
+        {"test": "AX.tsv"},
+        eval_splits=(),
+        has_train=False,
     ),
 }
+
+AX_HAS_NO_TRAIN = (
+    "AX is GLUE's diagnostic test set, with no training or dev data. Train the mnli task "
+    "instead: `kdnlu predict` writes AX.tsv with the MNLI head (from <data_root>/AX/test.tsv)"
+)
 
 
 @dataclass(frozen=True)
@@ -55,56 +181,55 @@ class GlueConfig:
     data: str | None = path_field(None)
 
 
-def read_glue_file(fmt: GlueFormat, task: str, path: Path, split: str) -> list[Example]:
-    """Read one GLUE TSV; test files have no label column, so their labels are None."""
-    names, rows = read_tsv_rows(path, header=True)
-    assert names is not None
-    a = column_index(names, fmt.text_a, path)
-    b = column_index(names, fmt.text_b, path) if fmt.text_b else None
-    has_label = fmt.label in names
-    if not has_label and split != "test":
-        raise DataError(f"{path}:1: column '{fmt.label}' (the label) is missing from the header")
-    y = names.index(fmt.label) if has_label else None
-    uid_col = names.index("index") if "index" in names else None
-    examples = []
-    for line, fields in rows:
-        label: int | None = None
-        if y is not None:
-            text = fields[y]
-            if text not in fmt.label_names:
-                raise DataError(
-                    f"{path}:{line}: unknown label '{text}' for task {task}; expected one of "
-                    f"{', '.join(fmt.label_names)}"
-                )
-            label = fmt.label_names.index(text)
-        examples.append(
-            Example(
-                uid=fields[uid_col] if uid_col is not None else str(line),
-                text_a=fields[a],
-                text_b=fields[b] if b is not None else None,
-                label=label,
-            )
-        )
-    return examples
+def read_glue_file(
+    fmt: GlueFormat, task: str, path: Path, split: str, bad_rows: BadRows | None = None
+) -> list[Example]:
+    """Read one GLUE TSV. Train and dev files must have the label column; other files (the
+    test files) have none, so their labels are None.
+    """
+    labelled = split == "train" or split in fmt.eval_splits
+    headerless = labelled and fmt.headerless_columns is not None
+    layout = TsvLayout(
+        text_a=fmt.text_a,
+        text_b=fmt.text_b,
+        label=fmt.label,
+        uid=fmt.uid,
+        header=not headerless,
+        columns=fmt.headerless_columns if headerless else None,
+        uid_optional=True,
+    )
+    return read_tsv_examples(path, layout, fmt.label_names, task, labelled, bad_rows)
 
 
 def build_glue_task(name: str, config: GlueConfig, data_root: str | None) -> Task:
+    """The ``Task`` of GLUE task ``name`` (a key of ``FORMATS``)."""
     fmt = FORMATS[name]
     if config.data is not None:
         folder = Path(config.data)
     elif data_root is not None:
         folder = Path(data_root) / fmt.folder
     else:
+        first = fmt.splits[0]
         raise DataError(
-            f"task '{name}' needs data_root (a folder holding {fmt.folder}/train.tsv) or its own "
-            "'data' folder"
+            f"task '{name}' needs data_root (a folder holding {fmt.folder}/{first}.tsv) or its "
+            "own 'data' folder"
         )
+    root = Path(data_root) if data_root is not None else folder.parent
+    regression = fmt.label_names is None
     return Task(
         name=name,
-        files={split: folder / f"{split}.tsv" for split in ("train", "dev", "test")},
+        files={split: folder / f"{split}.tsv" for split in fmt.splits},
         reader=partial(read_glue_file, fmt, name),
         label_names=fmt.label_names,
         metrics=fmt.metrics,
+        default_head="regression" if regression else "classification",
+        default_loss="mse" if regression else "cross_entropy",
+        eval_splits=fmt.eval_splits,
+        test_splits=fmt.test_splits,
+        submission=dict(fmt.submission),
+        extra_predictions={file: root / rel for file, rel in fmt.extra_predictions.items()},
+        output_range=(0.0, 5.0) if regression else None,
+        absent_splits={} if fmt.has_train else dict.fromkeys(("train", "dev"), AX_HAS_NO_TRAIN),
         description=fmt.description,
     )
 

@@ -96,3 +96,10 @@ def test_resolved_recipe_reloads_to_an_identical_recipe(tmp_path: Path) -> None:
 def test_yaml_exponent_without_dot_is_a_number(tmp_path: Path) -> None:
     text = TINY_RECIPE.replace("lr: 1.0e-3", "lr: 5e-5")
     assert load_recipe(write(tmp_path / "r.yaml", text)).train.lr == pytest.approx(5e-5)
+
+
+def test_optional_task_without_data_is_left_out(tmp_path: Path) -> None:
+    text = TINY_RECIPE.replace("tasks:\n", "tasks:\n  qqp: {optional: true, data: nowhere}\n")
+    recipe = load_recipe(write(tmp_path / "r.yaml", text))
+    assert list(recipe.tasks) == ["rte", "mrpc"]
+    assert load_recipe(write(tmp_path / "again.yaml", recipe.to_yaml())) == recipe

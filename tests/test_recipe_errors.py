@@ -8,7 +8,6 @@ from conftest import GLUE_SAMPLE, TINY_RECIPE, write
 from kdnlu.errors import KdnluError
 from kdnlu.recipe import load_recipe
 
-
 TRAIN_KEYS = (
     "optimizer, lr, weight_decay, batch_size, eval_batch_size, grad_accumulation, epochs, "
     "max_steps, warmup, grad_clip, amp, length_bucketing, token_cache, eval_every, "
@@ -57,7 +56,8 @@ def test_unknown_task_key(tmp_path: Path) -> None:
     path = write(tmp_path / "r.yaml", TINY_RECIPE.replace("max_length: 48}", "max_len: 48}", 1))
     assert error_of(path) == (
         f"{path}:5: unknown key 'max_len' at tasks.rte.max_len; did you mean 'max_length'? "
-        "Valid keys here: name, max_length, train_rows, eval_rows, data, head, loss."
+        "Valid keys here: name, max_length, train_rows, eval_rows, on_bad_row, optional, data, "
+        "head, loss."
     )
 
 
@@ -226,4 +226,24 @@ def test_plugin_field_out_of_range(tmp_path: Path) -> None:
     path = write(tmp_path / "r.yaml", TINY_RECIPE)
     assert error_of(path, ("tasks.rte.head.dropout=1.5",)) == (
         "--set tasks.rte.head.dropout=1.5: tasks.rte.head.dropout: must be in [0, 1), got 1.5"
+    )
+
+
+def test_task_without_a_training_split(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.yaml", TINY_RECIPE.replace("tasks:\n", "tasks:\n  ax: {}\n"))
+    assert error_of(path) == (
+        f"{path}:5: tasks.ax: task 'ax' has no training split, so it cannot be trained; AX is "
+        "GLUE's diagnostic test set, with no training or dev data. Train the mnli task instead: "
+        "`kdnlu predict` writes AX.tsv with the MNLI head (from <data_root>/AX/test.tsv)"
+    )
+
+
+def test_every_task_optional_and_missing(tmp_path: Path) -> None:
+    text = TINY_RECIPE.replace("rte: {", "rte: {optional: true, data: x, ").replace(
+        "mrpc: {", "mrpc: {optional: true, data: y, "
+    )
+    path = write(tmp_path / "r.yaml", text)
+    assert error_of(path) == (
+        f"{path}:4: every task is optional and none has its data files under data_root "
+        f"{GLUE_SAMPLE}; nothing to train"
     )

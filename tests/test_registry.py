@@ -112,46 +112,96 @@ def test_component_contract(kind: str, entry) -> None:
     assert entry.module.startswith(("kdnlu_plugins.", "kdnlu_tasks."))
 
 
+HEAD_OUTPUT_SHAPES = {"sequence": (4, 3), "token": (4, 7, 3)}
+
+
 @pytest.mark.parametrize("entry", list(HEADS), ids=lambda e: e.name)
 def test_head_contract(entry) -> None:
+    """Every head: [B, 3] (sequence) or [B, L, 3] (token) outputs, gradients, eval determinism."""
+    torch.manual_seed(0)
     head = entry.build(hidden_size=16, num_outputs=3)
+    assert head.level in HEAD_OUTPUT_SHAPES
     hidden = torch.randn(4, 7, 16, requires_grad=True)
-    out = head(hidden, torch.ones(4, 7, dtype=torch.long))
-    assert out.shape == (4, 3)
+    mask = torch.ones(4, 7, dtype=torch.long)
+    mask[1, 5:] = 0  # one padded row
+    out = head(hidden, mask)
+    assert out.shape == HEAD_OUTPUT_SHAPES[head.level]
     out.sum().backward()
     assert hidden.grad is not None and torch.isfinite(hidden.grad).all()
+    head.eval()
+    with torch.no_grad():
+        assert torch.equal(head(hidden, mask), head(hidden, mask))
+
+
+def loss_inputs(target: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (requiring grad) and labels of the kind a loss with ``target`` takes."""
+    if target == "class":
+        return torch.randn(5, 3, requires_grad=True), torch.tensor([0, 1, 2, 1, 0])
+    if target == "score":
+        return torch.randn(5, 1, requires_grad=True), torch.tensor([0.5, 4.0, 2.5, 1.0, 3.0])
+    if target == "group":  # three groups of the default group_size 2
+        return torch.randn(6, 1, requires_grad=True), torch.tensor([1, 0, 0, 1, 1, 0])
+    assert target == "token"
+    labels = torch.tensor([[0, 2, 1, -100], [1, 1, -100, -100]])
+    return torch.randn(2, 4, 3, requires_grad=True), labels
 
 
 @pytest.mark.parametrize("entry", list(LOSSES), ids=lambda e: e.name)
 def test_loss_contract(entry) -> None:
     loss_fn = entry.build()
-    logits = torch.randn(5, 3, requires_grad=True)
-    loss = loss_fn(logits, torch.tensor([0, 1, 2, 1, 0]))
+    assert loss_fn.target in ("class", "score", "group", "token")
+    logits, labels = loss_inputs(loss_fn.target)
+    loss = loss_fn(logits, labels)
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
     assert logits.grad is not None and logits.grad.abs().sum() > 0
 
 
+# samplers whose defaults cannot sample the contract's tasks get these options
+SAMPLER_OPTIONS = {"weights": {"weights": {"a": 1.0, "b": 2.0, "c": 1.0}}}
+
+
 @pytest.mark.parametrize("entry", list(SAMPLERS), ids=lambda e: e.name)
 def test_sampler_contract(entry) -> None:
-    sampler = entry.build()
-    counts = {"a": 5, "b": 2, "c": 1}
+    sampler = entry.build(entry.config(**SAMPLER_OPTIONS.get(entry.name, {})))
+    counts = {"a": 5, "b": 2, "c": 1, "empty": 0}
     first = sampler.epoch(counts, random.Random(7))
     assert first == sampler.epoch(counts, random.Random(7))  # deterministic for a seed
-    assert sorted(first) == sorted(["a"] * 5 + ["b"] * 2 + ["c"])
+    assert first and set(first) <= {"a", "b", "c"}  # a task without batches is never named
     probs = sampler.probabilities(counts)
-    assert set(probs) == set(counts) and sum(probs.values()) == pytest.approx(1.0)
+    assert list(probs) == list(counts) and sum(probs.values()) == pytest.approx(1.0)
+    assert probs["empty"] == 0.0 and all(p >= 0 for p in probs.values())
+    assert sampler.probabilities(counts) == probs  # pure
+    assert counts == {"a": 5, "b": 2, "c": 1, "empty": 0}  # inputs untouched
+
+
+def sample_task(entry, tmp_path):
+    """The task built on the shipped GLUE sample, or on a one-row file for the generic tasks."""
+    if entry.name in ("tsv", "jsonl"):
+        text = "text\tlabel\nfine\t1\n" if entry.name == "tsv" else '{"text": "fine", "label": 1}\n'
+        train = tmp_path / f"train.{entry.name}"
+        train.write_text(text)
+        return entry.build(entry.config(train=str(train), labels=("0", "1")))
+    return entry.build(data_root=str(GLUE_SAMPLE))
 
 
 @pytest.mark.parametrize("entry", list(TASKS), ids=lambda e: e.name)
-def test_task_contract(entry) -> None:
-    task = entry.build(data_root=str(GLUE_SAMPLE))
+def test_task_contract(entry, tmp_path) -> None:
+    task = sample_task(entry, tmp_path)
     assert task.name == entry.name and task.metrics and task.num_outputs >= 1
     assert task.default_head in HEADS and task.default_loss in LOSSES
-    train = task.read("train")
-    assert train and all(ex.label is not None for ex in train)
-    if task.label_names is not None:
-        assert {ex.label for ex in train} <= set(range(task.num_outputs))
+    labelled = [
+        s for s in ("train", *task.eval_splits) if s in task.files and task.files[s].is_file()
+    ]
+    split = labelled[0] if labelled else task.test_splits[0]
+    examples = task.read(split)
+    assert examples
+    if labelled:
+        assert all(ex.label is not None for ex in examples)
+        if task.label_names is not None:
+            assert {ex.label for ex in examples} <= set(range(task.num_outputs))
+    else:
+        assert all(ex.label is None for ex in examples)
 
 
 @pytest.mark.parametrize("entry", list(ENCODERS), ids=lambda e: e.name)

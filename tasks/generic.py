@@ -1,0 +1,278 @@
+"""Tasks set up entirely in a recipe, no code: ``tsv`` and ``jsonl`` files of any layout.
+
+```yaml
+tasks:
+  reviews:
+    name: tsv
+    data: data/reviews          # reviews/{train,dev,test}.tsv, relative to the recipe
+    text_a: review              # header column names, or 0-based numbers with header: false
+    label: stars
+    labels: ["1", "2", "3", "4", "5"]
+```
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from kdnlu.config import FieldError, path_field
+from kdnlu.errors import DataError
+from kdnlu.metrics import CLASSIFICATION_METRICS, METRICS, REGRESSION_METRICS
+from kdnlu.registry import TASKS
+from kdnlu.task import BadRows, Example, Task, parse_label
+from kdnlu.tsv import TsvLayout, read_tsv_examples, read_utf8
+
+SPLITS = ("train", "dev", "test")
+LABELLED_SPLITS = ("train", "dev")
+
+
+@dataclass(frozen=True)
+class GenericTaskConfig:
+    """Files, label space and metrics of a task configured in the recipe (tsv and jsonl).
+
+    Files: ``data`` is a folder with ``train``, ``dev`` and ``test`` files (``.tsv`` or
+    ``.jsonl``); ``train``, ``dev`` and ``test`` name single files (and override ``data``).
+    Labels: ``labels`` lists the class strings (their order is the class index order), or
+    ``regression: true`` makes the label a number. ``metrics`` defaults to accuracy for
+    classification and pearson, spearman for regression; the first is the main one.
+    ``submission`` is the file name test predictions are written to.
+    """
+
+    data: str | None = path_field(None)
+    train: str | None = path_field(None)
+    dev: str | None = path_field(None)
+    test: str | None = path_field(None)
+    labels: tuple[int | str, ...] = ()
+    regression: bool = False
+    metrics: tuple[str, ...] = ()
+    output_range: tuple[float, ...] | None = None
+    submission: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in self.metrics:
+            if name not in METRICS:
+                raise FieldError(
+                    "metrics", f"unknown metric '{name}'; known metrics: {', '.join(METRICS)}"
+                )
+        wrong_kind = CLASSIFICATION_METRICS if self.regression else REGRESSION_METRICS
+        for name in self.metrics:
+            if name in wrong_kind:
+                kind = "regression" if self.regression else "classification"
+                fits = REGRESSION_METRICS if self.regression else CLASSIFICATION_METRICS
+                raise FieldError(
+                    "metrics",
+                    f"'{name}' does not fit a {kind} task; use {', '.join(fits)}",
+                )
+        if self.regression and self.labels:
+            raise FieldError(
+                "labels", "a regression task has no class labels; remove labels or regression"
+            )
+        names = [str(label) for label in self.labels]
+        for label in names:
+            if names.count(label) > 1:
+                raise FieldError("labels", f"label '{label}' is listed twice")
+        if "f1" in self.metrics and self.labels and len(self.labels) != 2:
+            raise FieldError(
+                "metrics",
+                "f1 is the F1 of the positive class (the second label) and needs exactly two "
+                f"labels; this task has {len(self.labels)}",
+            )
+        if self.output_range is not None:
+            if not self.regression:
+                raise FieldError("output_range", "only a regression task clips its outputs")
+            if len(self.output_range) != 2 or self.output_range[0] >= self.output_range[1]:
+                raise FieldError(
+                    "output_range", f"must be [low, high] with low < high, got {self.output_range}"
+                )
+
+    @property
+    def label_names(self) -> tuple[str, ...] | None:
+        """The label strings in class index order; None for regression."""
+        return None if self.regression else tuple(str(label) for label in self.labels)
+
+
+@dataclass(frozen=True)
+class TsvTaskConfig(GenericTaskConfig):
+    """A tsv task: which columns hold the texts, the label and (optionally) the example id.
+
+    Columns are header names, or 0-based column numbers (the only choice with header: false).
+    """
+
+    header: bool = True
+    text_a: int | str = "text"
+    text_b: int | str | None = None
+    label: int | str = "label"
+    id: int | str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("text_a", "text_b", "label", "id"):
+            column = getattr(self, key)
+            if isinstance(column, int) and column < 0:
+                raise FieldError(key, f"column numbers start at 0, got {column}")
+            if isinstance(column, str) and not self.header:
+                raise FieldError(
+                    key,
+                    f"'{column}' is a column name, but header is false; give the column's "
+                    "0-based number",
+                )
+
+
+@dataclass(frozen=True)
+class JsonlTaskConfig(GenericTaskConfig):
+    """A jsonl task (one JSON object per line): which fields hold texts, label and id."""
+
+    text_a: str = "text"
+    text_b: str | None = None
+    label: str = "label"
+    id: str | None = None
+
+
+def split_files(config: GenericTaskConfig, suffix: str, task: str) -> dict[str, Path]:
+    """Split -> file: the ``data`` folder's ``<split><suffix>`` files, then explicit paths."""
+    files: dict[str, Path] = {}
+    if config.data is not None:
+        files = {split: Path(config.data) / f"{split}{suffix}" for split in SPLITS}
+    for split in SPLITS:
+        path = getattr(config, split)
+        if path is not None:
+            files[split] = Path(path)
+    if not files:
+        raise DataError(
+            f"task '{task}' has no files: set data (a folder with train{suffix}, dev{suffix} "
+            f"and test{suffix}) or train, dev and test (one file each)"
+        )
+    return files
+
+
+def build_generic_task(
+    name: str,
+    config: GenericTaskConfig,
+    suffix: str,
+    reader: Callable[..., list[Example]],
+    description: str,
+) -> Task:
+    """The ``Task`` of a tsv or jsonl config; ``reader(config, label_names, name, path, split)``."""
+    if not config.regression and not config.labels:
+        raise DataError(
+            f"task '{name}' needs its label space: labels: [...] (the class strings, in class "
+            "index order) or regression: true"
+        )
+    files = split_files(config, suffix, name)
+    regression = config.regression
+    metrics = config.metrics or (REGRESSION_METRICS if regression else ("accuracy",))
+    output_range = config.output_range
+    return Task(
+        name=name,
+        files=files,
+        reader=partial(reader, config, config.label_names, name),
+        label_names=config.label_names,
+        metrics=metrics,
+        default_head="regression" if regression else "classification",
+        default_loss="mse" if regression else "cross_entropy",
+        eval_splits=("dev",) if "dev" in files else (),
+        test_splits=("test",) if "test" in files else (),
+        submission={"test": config.submission} if config.submission else {},
+        output_range=(output_range[0], output_range[1]) if output_range else None,
+        description=description,
+    )
+
+
+def read_tsv_task_file(
+    config: TsvTaskConfig,
+    label_names: tuple[str, ...] | None,
+    task: str,
+    path: Path,
+    split: str,
+    bad_rows: BadRows | None = None,
+) -> list[Example]:
+    """Read one file of a tsv task; train and dev files must have the label column."""
+    layout = TsvLayout(
+        text_a=config.text_a,
+        text_b=config.text_b,
+        label=config.label,
+        uid=config.id,
+        header=config.header,
+    )
+    return read_tsv_examples(path, layout, label_names, task, split in LABELLED_SPLITS, bad_rows)
+
+
+def _text_field(row: dict[str, Any], key: str) -> str:
+    if key not in row:
+        raise ValueError(f"field '{key}' is missing")
+    if not isinstance(row[key], str):
+        raise ValueError(f"field '{key}' is not a string (got {json.dumps(row[key])})")
+    return row[key]
+
+
+def _jsonl_example(
+    config: JsonlTaskConfig,
+    label_names: tuple[str, ...] | None,
+    task: str,
+    line: str,
+    number: int,
+    labelled: bool,
+) -> Example:
+    """One JSON line as an Example; ``ValueError`` says why the row cannot be read."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"expected a JSON object, found {type(row).__name__}")
+    label = None
+    if row.get(config.label) is not None:
+        label = parse_label(row[config.label], label_names, task)
+    elif labelled:
+        state = "null" if config.label in row else "missing"
+        raise ValueError(f"field '{config.label}' (the label) is {state}")
+    uid = str(number)
+    if config.id is not None:
+        if config.id not in row:
+            raise ValueError(f"field '{config.id}' (the id) is missing")
+        uid = str(row[config.id])
+    return Example(
+        uid=uid,
+        text_a=_text_field(row, config.text_a),
+        text_b=_text_field(row, config.text_b) if config.text_b is not None else None,
+        label=label,
+    )
+
+
+def read_jsonl_task_file(
+    config: JsonlTaskConfig,
+    label_names: tuple[str, ...] | None,
+    task: str,
+    path: Path,
+    split: str,
+    bad_rows: BadRows | None = None,
+) -> list[Example]:
+    """Read one JSON-lines file; train and dev rows must have a label. Blank lines are skipped."""
+    bad_rows = bad_rows if bad_rows is not None else BadRows(path)
+    labelled = split in LABELLED_SPLITS
+    examples = []
+    for number, line in enumerate(read_utf8(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            examples.append(_jsonl_example(config, label_names, task, line, number, labelled))
+        except ValueError as exc:
+            bad_rows.report(number, str(exc))
+    return examples
+
+
+@TASKS.register("tsv", config=TsvTaskConfig)
+def tsv_task(config: TsvTaskConfig, data_root: str | None = None) -> Task:
+    """Any tab-separated files: columns, labels and metrics set in the recipe."""
+    return build_generic_task("tsv", config, ".tsv", read_tsv_task_file, "tab-separated task")
+
+
+@TASKS.register("jsonl", config=JsonlTaskConfig)
+def jsonl_task(config: JsonlTaskConfig, data_root: str | None = None) -> Task:
+    """Any JSON-lines files: fields, labels and metrics set in the recipe."""
+    return build_generic_task("jsonl", config, ".jsonl", read_jsonl_task_file, "JSON-lines task")
