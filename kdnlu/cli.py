@@ -168,7 +168,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    setup_logging(quiet=True)
+    setup_logging(quiet=False)
     print(dry_build(load_recipe(args.recipe, args.overrides)))
     return 0
 

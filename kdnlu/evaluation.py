@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from kdnlu.data import EncodedSplit, iterate_batches
-from kdnlu.metrics import compute_metrics
+from kdnlu.metrics import compute_metrics, task_average
 from kdnlu.model import MultiTaskModel
 from kdnlu.task import Task
 
@@ -73,15 +73,10 @@ def evaluate(
     return results
 
 
-def average_score(results: dict[str, dict[str, float]]) -> float:
-    """Mean over evaluations of the mean of each evaluation's metrics (GLUE-style)."""
-    return float(np.mean([np.mean(list(metrics.values())) for metrics in results.values()]))
-
-
 def select_score(results: dict[str, dict[str, float]], metric: str) -> float:
     """The number ``train.best_metric`` names: ``average`` or ``<eval name>.<metric>``."""
     if metric == "average":
-        return average_score(results)
+        return task_average(results)
     name, _, key = metric.rpartition(".")
     if name not in results or key not in results[name]:
         known = ", ".join(f"{n}.{m}" for n, ms in results.items() for m in ms)

@@ -107,17 +107,28 @@ def glue_score(results: Mapping[str, Mapping[str, float]]) -> float:
     that are there, so it equals the leaderboard's only when all nine are. Other keys (``ax``,
     tasks outside GLUE) are ignored. Raises ``ValueError`` when no GLUE task is present.
     """
-    per_split: dict[str, list[float]] = {}
-    for key, metrics in results.items():
-        task = key.split("/", 1)[0]
-        if task not in GLUE_SCORE_TASKS:
-            continue
-        if not metrics:
-            raise ValueError(f"glue_score: '{key}' has no metric values")
-        per_split.setdefault(task, []).append(float(np.mean(list(metrics.values()))))
-    if not per_split:
+    glue = {k: v for k, v in results.items() if k.split("/", 1)[0] in GLUE_SCORE_TASKS}
+    if not glue:
         raise ValueError(
             f"glue_score: none of the GLUE tasks ({', '.join(GLUE_SCORE_TASKS)}) is in the "
             f"results (got {', '.join(results) or 'nothing'})"
         )
+    return task_average(glue)
+
+
+def task_average(results: Mapping[str, Mapping[str, float]]) -> float:
+    """Mean over tasks of each task's score, GLUE-style, for any tasks.
+
+    A task's score is the mean of its metrics; a task evaluated on several splits (keys
+    ``task/split``) scores the mean over its splits, so it counts once.
+    """
+    per_split: dict[str, list[float]] = {}
+    for key, metrics in results.items():
+        if not metrics:
+            raise ValueError(f"'{key}' has no metric values")
+        per_split.setdefault(key.split("/", 1)[0], []).append(
+            float(np.mean(list(metrics.values())))
+        )
+    if not per_split:
+        raise ValueError("no evaluation results to average")
     return float(np.mean([np.mean(scores) for scores in per_split.values()]))

@@ -92,3 +92,14 @@ def test_glue_score_needs_a_glue_task() -> None:
         "glue_score: none of the GLUE tasks (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) "
         "is in the results (got ax)"
     )
+
+
+def test_task_average_counts_a_multi_split_task_once() -> None:
+    from kdnlu.metrics import task_average
+
+    results = {
+        "mnli/dev_matched": {"accuracy": 80.0},
+        "mnli/dev_mismatched": {"accuracy": 70.0},
+        "my_pairs": {"f1": 90.0, "accuracy": 80.0},
+    }
+    assert task_average(results) == pytest.approx((75.0 + 85.0) / 2)

@@ -6,11 +6,19 @@ from conftest import RECIPES
 from kdnlu.cli import dry_build
 from kdnlu.recipe import load_recipe
 
-ALL_RECIPES = sorted(RECIPES.glob("**/*.yaml"))
+# files named _*.yaml are partial recipes (bases), complete only through a recipe's `base:`
+ALL_RECIPES = sorted(p for p in RECIPES.glob("**/*.yaml") if not p.name.startswith("_"))
+BASES = sorted(p for p in RECIPES.glob("**/_*.yaml"))
 
 
 def test_there_are_recipes() -> None:
-    assert len(ALL_RECIPES) >= 2
+    assert len(ALL_RECIPES) >= 10 and len(BASES) >= 2
+
+
+@pytest.mark.parametrize("path", BASES, ids=lambda p: str(p.relative_to(RECIPES)))
+def test_every_base_is_used(path) -> None:
+    users = [r for r in RECIPES.glob("**/*.yaml") if f"{path.name}" in r.read_text()]
+    assert users, f"{path} is not the base of any recipe"
 
 
 @pytest.mark.parametrize("path", ALL_RECIPES, ids=lambda p: str(p.relative_to(RECIPES)))
