@@ -21,3 +21,7 @@ class DataError(KdnluError):
 
 class PluginLoadError(KdnluError):
     """A plugin module (built-in, entry point or recipe import) failed to import."""
+
+
+class TrainingError(KdnluError):
+    """Training cannot go on (e.g. a non-finite loss); the message says where and what to try."""

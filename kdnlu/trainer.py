@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from kdnlu.callbacks import Callback, TrainState
 from kdnlu.checkpoint import save_checkpoint
 from kdnlu.data import EncodedSplit, batch_indices, collate, encode_examples
-from kdnlu.errors import KdnluError
+from kdnlu.errors import KdnluError, TrainingError
 from kdnlu.evaluation import eval_name, evaluate, label_dtype, select_score
 from kdnlu.model import MultiTaskModel
 from kdnlu.optim import linear_schedule, make_optimizer
@@ -169,11 +169,6 @@ def train(recipe: Recipe, progress: bool = True, callbacks: Sequence[Callback] =
     tasks = recipe.build_tasks()
     check_best_metric(cfg.best_metric, tasks)
 
-    run_dir = create_run_dir(recipe.output_dir, recipe.name)
-    atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
-    atomic_write_text(run_dir / "env.json", json.dumps(environment_record(), indent=2) + "\n")
-    log.info("run dir: %s", run_dir)
-
     model = build_model(recipe, tasks)
     tokenizer = model.encoder.tokenizer
     train_splits = {key: encode_split(recipe, tasks, tokenizer, "train", key) for key in tasks}
@@ -188,7 +183,10 @@ def train(recipe: Recipe, progress: bool = True, callbacks: Sequence[Callback] =
     sampler_rng, batch_rng = random.Random(cfg.seed), random.Random(cfg.seed + 1)
     batches = TaskBatches(train_splits, cfg.batch_size, cfg.length_bucketing, batch_rng)
 
-    batches_per_epoch = len(sampler.epoch(batches.counts(), random.Random(0)))
+    try:
+        batches_per_epoch = len(sampler.epoch(batches.counts(), random.Random(0)))
+    except ValueError as exc:
+        raise KdnluError(f"sampler '{recipe.sampler.name}': {exc}") from None
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.grad_accumulation))
     total_steps = cfg.epochs * steps_per_epoch
     if cfg.max_steps is not None:
@@ -196,6 +194,12 @@ def train(recipe: Recipe, progress: bool = True, callbacks: Sequence[Callback] =
     optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay)
     scheduler = linear_schedule(optimizer, total_steps, cfg.warmup)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+
+    # everything that reads data or could reject the recipe has run: only now make the run dir
+    run_dir = create_run_dir(recipe.output_dir, recipe.name)
+    atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+    atomic_write_text(run_dir / "env.json", json.dumps(environment_record(), indent=2) + "\n")
+    log.info("run dir: %s", run_dir)
 
     from tensorboardX import SummaryWriter
 
@@ -211,15 +215,19 @@ def train(recipe: Recipe, progress: bool = True, callbacks: Sequence[Callback] =
     epoch_losses: list[float] = []
     metrics: dict[str, dict[str, float]] = {}
 
+    evaluated_at = -1
+
     def run_evaluation(epoch_loss: float | None, window: dict[str, list[float]]) -> None:
-        nonlocal metrics
+        """Evaluate (when any task has an evaluation split), log, and save checkpoints."""
+        nonlocal metrics, evaluated_at
+        evaluated_at = state.step
         metrics = evaluate(model, tasks, eval_splits, cfg.eval_batch_size, device, amp_dtype)
-        score = select_score(metrics, cfg.best_metric)
-        improved = state.best_score is None or score > state.best_score
+        score = select_score(metrics, cfg.best_metric) if metrics else None
+        improved = score is not None and (state.best_score is None or score > state.best_score)
         if improved:
             state.best_score, state.best_step = score, state.step
             state.evaluations_without_improvement = 0
-        else:
+        elif score is not None:
             state.evaluations_without_improvement += 1
         record = {
             "epoch": state.epoch,
@@ -235,21 +243,23 @@ def train(recipe: Recipe, progress: bool = True, callbacks: Sequence[Callback] =
         for name, values in metrics.items():
             for metric, value in values.items():
                 writer.add_scalar(f"dev/{name}/{metric}", value, state.step)
-        writer.add_scalar(f"dev/{cfg.best_metric}", score, state.step)
+        if score is not None:
+            writer.add_scalar(f"dev/{cfg.best_metric}", score, state.step)
         shown = "  ".join(
             f"{n} {tasks[eval_splits[n].task].main_metric} "
             f"{v[tasks[eval_splits[n].task].main_metric]:.2f}"
             for n, v in metrics.items()
         )
-        log.info(
-            "step %d (epoch %d): dev %s | %s %.2f%s",
-            state.step,
-            state.epoch,
-            shown,
-            cfg.best_metric,
-            score,
-            " (best)" if improved else "",
-        )
+        if score is not None:
+            log.info(
+                "step %d (epoch %d): dev %s | %s %.2f%s",
+                state.step,
+                state.epoch,
+                shown,
+                cfg.best_metric,
+                score,
+                " (best)" if improved else "",
+            )
         checkpoint_state = {
             "epoch": state.epoch,
             "step": state.step,
@@ -273,7 +283,8 @@ def train(recipe: Recipe, progress: bool = True, callbacks: Sequence[Callback] =
     bar = tqdm(
         total=total_steps, desc=recipe.name, unit="step", disable=not progress, dynamic_ncols=True
     )
-    window: dict[str, list[float]] = defaultdict(list)
+    window: dict[str, list[float]] = defaultdict(list)  # losses since the last evaluation
+    logged: dict[str, list[float]] = defaultdict(list)  # losses since the last scalar write
     for epoch in range(1, cfg.epochs + 1):
         if state.step >= total_steps or state.should_stop:
             break
@@ -293,10 +304,17 @@ def train(recipe: Recipe, progress: bool = True, callbacks: Sequence[Callback] =
                 loss = cb.on_loss(state, batch, logits, loss)
             value = loss.item()
             if not math.isfinite(value):
-                raise FloatingPointError(f"loss is {value} at step {state.step + 1} (task {key})")
-            scaler.scale(loss / cfg.grad_accumulation).backward()
+                raise TrainingError(
+                    f"the {key} loss is {value} at step {state.step + 1} (epoch {epoch}); "
+                    "lower train.lr, set train.grad_clip, or check that task's data"
+                )
+            # a group's losses are averaged; the last group of an epoch may be shorter
+            group_start = position - position % cfg.grad_accumulation
+            group_size = min(cfg.grad_accumulation, len(order) - group_start)
+            scaler.scale(loss / group_size).backward()
             task_losses[key].append(value)
             window[key].append(value)
+            logged[key].append(value)
             if (position + 1) % cfg.grad_accumulation and position + 1 < len(order):
                 continue
             if cfg.grad_clip > 0:
@@ -312,9 +330,10 @@ def train(recipe: Recipe, progress: bool = True, callbacks: Sequence[Callback] =
             for cb in callbacks:
                 cb.on_step_end(state, key, value)
             if state.step % cfg.log_every == 0:
-                for task_key, values in window.items():
+                for task_key, values in logged.items():
                     if values:
                         writer.add_scalar(f"train/loss/{task_key}", np.mean(values), state.step)
+                logged = defaultdict(list)
                 writer.add_scalar("train/lr", scheduler.get_last_lr()[0], state.step)
             if cfg.eval_every is not None and state.step % cfg.eval_every == 0:
                 run_evaluation(None, window)
@@ -323,9 +342,11 @@ def train(recipe: Recipe, progress: bool = True, callbacks: Sequence[Callback] =
         epoch_losses.append(mean_loss)
         writer.add_scalar("train/epoch_loss", mean_loss, state.step)
         log.info("epoch %d: train loss %.4f", epoch, mean_loss)
-        if cfg.eval_each_epoch and not (cfg.eval_every and state.step % cfg.eval_every == 0):
+        if cfg.eval_each_epoch and evaluated_at != state.step:
             run_evaluation(mean_loss, window)
             window = defaultdict(list)
+    if evaluated_at != state.step:  # steps after the last evaluation are never left unsaved
+        run_evaluation(None, window)
     bar.close()
     writer.close()
     for cb in callbacks:

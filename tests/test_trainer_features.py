@@ -142,3 +142,59 @@ def test_callback_can_replace_the_loss(tmp_path: Path) -> None:
         callbacks=[Doubler()],
     )
     assert result.train_loss == [0.0]
+
+
+def test_tasks_without_evaluation_split_train_and_save(tmp_path: Path) -> None:
+    lines = ["text\tlabel"] + [f"sentence number {i}\t{i % 2}" for i in range(20)]
+    write(tmp_path / "train.tsv", "\n".join(lines) + "\n")
+    text = (
+        "encoder: {name: tiny, layers: 1, hidden_size: 32, heads: 2, intermediate_size: 64}\n"
+        "tasks: {mine: {name: tsv, train: train.tsv, labels: ['0', '1']}}\n"
+        "train: {batch_size: 8, epochs: 2, device: cpu}\n"
+    )
+    result = train(load_recipe(write(tmp_path / "r.yaml", text)), progress=False)
+    assert result.steps == 6 and result.metrics == {} and result.best_score is None
+    lines = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["dev"], r["score"]) for r in lines] == [(1, {}, None), (2, {}, None)]
+    assert (result.run_dir / "checkpoints" / "last" / "model.safetensors").is_file()
+    assert not (result.run_dir / "checkpoints" / "best").exists()
+
+
+def test_last_steps_are_evaluated_when_epochs_are_not(tmp_path: Path) -> None:
+    result = train(
+        recipe_with(
+            tmp_path, "train.eval_each_epoch=false", "train.eval_every=3", "train.max_steps=4"
+        ),
+        progress=False,
+    )
+    lines = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [3, 4]
+    state = json.loads((result.run_dir / "checkpoints" / "last" / "trainer_state.json").read_text())
+    assert state["step"] == 4
+
+
+def test_non_finite_loss_stops_with_a_clear_error(tmp_path: Path) -> None:
+    class Explode(Callback):
+        def on_loss(self, state, batch, logits, loss):
+            return loss * float("nan") if state.step == 1 else loss
+
+    with pytest.raises(KdnluError) as err:
+        train(
+            recipe_with(tmp_path, "train.max_steps=3", *NO_DROPOUT),
+            progress=False,
+            callbacks=[Explode()],
+        )
+    assert str(err.value).startswith("the ")
+    assert "loss is nan at step 2 (epoch 1); lower train.lr, set train.grad_clip" in str(err.value)
+
+
+def test_bad_data_leaves_no_run_dir(tmp_path: Path) -> None:
+    from conftest import GLUE_SAMPLE
+
+    (tmp_path / "glue" / "RTE").mkdir(parents=True)
+    write(tmp_path / "glue" / "RTE" / "train.tsv", (GLUE_SAMPLE / "RTE" / "train.tsv").read_text())
+    write(tmp_path / "glue" / "RTE" / "dev.tsv", "index\tsentence1\tsentence2\tlabel\n0\ta\tb\n")
+    text = RTE_ONLY.replace(str(GLUE_SAMPLE), str(tmp_path / "glue"))
+    with pytest.raises(KdnluError, match="expected 4 tab-separated columns, found 3"):
+        train(recipe_with(tmp_path, text=text), progress=False)
+    assert not (tmp_path / "runs").exists()
