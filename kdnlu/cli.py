@@ -1,4 +1,4 @@
-"""Command lines: ``kdnlu-train RECIPE`` and ``kdnlu list|check``."""
+"""Command lines: ``kdnlu-train RECIPE`` and ``kdnlu list|check|predict|export``."""
 
 from __future__ import annotations
 
@@ -223,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--out", help="output folder (default RUN_DIR/submission or RUN_DIR/predictions)"
     )
     p_predict.add_argument("--batch-size", type=int, default=64)
-    p_predict.add_argument("--device", default="cpu")
+    p_predict.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p_predict.add_argument("--quiet", action="store_true")
     p_predict.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     p_predict.set_defaults(func=_predict)

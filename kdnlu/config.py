@@ -102,6 +102,8 @@ def coerce(tp: Any, value: Any, path: KeyPath, ctx: Context) -> Any:
     """Check (and, for ``--set`` text, parse) ``value`` against the annotation ``tp``."""
     origin = typing.get_origin(tp)
     key = format_key_path(path)
+    if isinstance(value, SetValue) and value in ("null", "~") and _allows_none(tp):
+        return None
     if isinstance(value, SetValue) and tp is not str and not _allows_str(tp):
         try:
             value = yaml.safe_load(str(value))
@@ -161,6 +163,10 @@ def coerce(tp: Any, value: Any, path: KeyPath, ctx: Context) -> Any:
     if dataclasses.is_dataclass(tp):
         return build_dataclass(tp, value, path, ctx)
     raise ctx.error(path, f"{key}: unsupported field type {tp!r} in a config dataclass")
+
+
+def _allows_none(tp: Any) -> bool:
+    return type(None) in typing.get_args(tp)
 
 
 def _allows_str(tp: Any) -> bool:

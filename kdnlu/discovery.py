@@ -29,7 +29,7 @@ def import_module(name: str, origin: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        if exc.name and name.startswith(exc.name):
+        if exc.name and (exc.name == name or name.startswith(exc.name + ".")):
             raise PluginLoadError(
                 f"{origin}: no module named '{name}'. Is the package installed in this "
                 f"environment (pip install ...), or did you mean a .py file path?"
@@ -90,7 +90,12 @@ def load_entry_points() -> None:
                 f"Uninstall the package or set {DISABLE_AUTOLOAD_ENV}=1 to skip entry points."
             ) from exc
         if callable(target) and not isinstance(target, ModuleType):
-            target()
+            try:
+                target()
+            except Exception as exc:
+                raise PluginLoadError(
+                    f"{origin}: calling it failed: {type(exc).__name__}: {exc}"
+                ) from exc
     _loaded_entry_points = True
 
 

@@ -52,7 +52,10 @@ def write_predictions(
     Test predictions use each task's submission file names and also cover its extra prediction
     files (GLUE's AX is scored by the MNLI head); they are zipped into ``submission.zip``.
     """
-    run.model.to(device)
+    from kdnlu.trainer import pick_device
+
+    target_device = pick_device(device)
+    run.model.to(target_device)
     written: list[Path] = []
     for key, task in run.tasks.items():
         jobs: list[tuple[str, list[Example]]] = []
@@ -74,7 +77,7 @@ def write_predictions(
                 else:
                     log.warning("%s: no %s (%s); skipped", key, file_name, path)
         for file_name, examples in jobs:
-            predictions = predict_file(run, key, examples, batch_size, torch.device(device))
+            predictions = predict_file(run, key, examples, batch_size, target_device)
             target = out_dir / file_name
             atomic_write_text(target, prediction_lines(task, examples, predictions))
             written.append(target)

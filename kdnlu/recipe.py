@@ -199,16 +199,23 @@ TOP_LEVEL_KEYS = (
     "train",
 )
 DEFAULT_SAMPLER = "mtdnn"
+COMPONENT_KEYS = ("encoder", "sampler", "head", "loss")
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Read, merge, override and validate a recipe file. Errors name file:line and key path."""
+def load_recipe(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = (), check_files: bool = True
+) -> Recipe:
+    """Read, merge, override and validate a recipe file. Errors name file:line and key path.
+
+    ``check_files=False`` skips the checks that training data exists (and keeps optional tasks
+    whatever their files), for using a trained run's recipe where its data is gone.
+    """
     path = Path(path)
     raw, locations = _load_with_base(path, [])
     for text in overrides:
         _apply_override(raw, locations, text)
     ctx = Context(locations=locations, default_location=Location(str(path), 1))
-    return _validate(raw, ctx, default_name=path.stem, source=str(path))
+    return _validate(raw, ctx, default_name=path.stem, source=str(path), check_files=check_files)
 
 
 def _load_with_base(
@@ -268,12 +275,15 @@ def _apply_override(raw: dict[str, Any], locations: dict[KeyPath, Location], tex
     parts = tuple(key.strip().split("."))
     if not sep or not all(parts):
         raise RecipeError(f"{where}: expected KEY.PATH=VALUE, e.g. --set train.lr=3e-5")
+    if parts[0] == "base":
+        raise RecipeError(f"{where}: base cannot be overridden; edit the recipe's base: line")
     node = raw
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)
         if child is None:
             child = node[part] = {}
-        elif isinstance(child, str) and i >= 1:  # `head: classification` shorthand
+        elif isinstance(child, str) and (part in COMPONENT_KEYS or parts[:i] == ("tasks",)):
+            # `head: classification` / `encoder: hf` / `rte: rte` shorthand
             child = node[part] = {"name": child}
         elif not isinstance(child, dict):
             raise RecipeError(
@@ -319,7 +329,9 @@ def _lookup(registry: Registry, name: str, path: KeyPath, ctx: Context) -> Any:
         raise ctx.error(path, str(exc)) from None
 
 
-def _task(key: str, raw: Any, data_root: str | None, ctx: Context) -> TaskSpec | None:
+def _task(
+    key: str, raw: Any, data_root: str | None, ctx: Context, check_files: bool = True
+) -> TaskSpec | None:
     path: KeyPath = ("tasks", key)
     if isinstance(raw, str):
         raw = {"name": raw}
@@ -348,7 +360,7 @@ def _task(key: str, raw: Any, data_root: str | None, ctx: Context) -> TaskSpec |
         task = entry.build(config, data_root=data_root)
     except KdnluError as exc:
         raise ctx.error(path, f"tasks.{key}: {exc}") from None
-    if "train" not in task.files:
+    if check_files and "train" not in task.files:
         reason = getattr(task, "absent_splits", {}).get("train", "")
         if options.optional:
             log.info("tasks.%s left out: task '%s' has no training split", key, name)
@@ -358,7 +370,7 @@ def _task(key: str, raw: Any, data_root: str | None, ctx: Context) -> TaskSpec |
             f"tasks.{key}: task '{name}' has no training split, so it cannot "
             f"be trained{'; ' + reason if reason else ''}",
         )
-    for split in ("train", *task.eval_splits):
+    for split in ("train", *task.eval_splits) if check_files else ():
         file = task.files.get(split)
         if file is not None and not file.is_file() and options.optional:
             log.info("tasks.%s left out (optional): %s is missing", key, file)
@@ -373,10 +385,38 @@ def _task(key: str, raw: Any, data_root: str | None, ctx: Context) -> TaskSpec |
             )
     head = _component(HEADS, head_raw, (*path, "head"), ctx, task.default_head)
     loss = _component(LOSSES, loss_raw, (*path, "loss"), ctx, task.default_loss)
+    _check_loss_fits(key, task, loss, ctx)
     return TaskSpec(name=name, config=config, head=head, loss=loss, options=options)
 
 
-def _validate(raw: dict[str, Any], ctx: Context, default_name: str, source: str) -> Recipe:
+TRAINABLE_TARGETS = {"class": "class labels", "score": "regression scores"}
+
+
+def _check_loss_fits(key: str, task: Task, loss: ComponentSpec, ctx: Context) -> None:
+    """The loss must take the kind of label the task has (and one the trainer can batch)."""
+    target = getattr(LOSSES.get(loss.name).build(loss.config), "target", None)
+    wanted = "score" if task.label_names is None else "class"
+    if target is None or target == wanted:
+        return
+    path: KeyPath = ("tasks", key, "loss", "name")
+    if target not in TRAINABLE_TARGETS:
+        raise ctx.error(
+            path,
+            f"tasks.{key}.loss: loss '{loss.name}' needs {target}-level "
+            "batches, which the trainer does not build yet; use a loss for "
+            f"{TRAINABLE_TARGETS[wanted]} such as '{task.default_loss}'",
+        )
+    raise ctx.error(
+        path,
+        f"tasks.{key}.loss: loss '{loss.name}' takes "
+        f"{TRAINABLE_TARGETS[target]}, but task '{task.name}' has "
+        f"{TRAINABLE_TARGETS[wanted]}; use e.g. '{task.default_loss}'",
+    )
+
+
+def _validate(
+    raw: dict[str, Any], ctx: Context, default_name: str, source: str, check_files: bool = True
+) -> Recipe:
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
             raise unknown_key_error(key, list(TOP_LEVEL_KEYS[1:]), (), ctx)
@@ -405,7 +445,9 @@ def _validate(raw: dict[str, Any], ctx: Context, default_name: str, source: str)
             "missing required key 'tasks': a mapping of at least one "
             "task (e.g. tasks: {rte: {}}); `kdnlu list tasks` shows the choices",
         )
-    specs = {str(k): _task(str(k), v, header.data_root, ctx) for k, v in tasks_raw.items()}
+    specs = {
+        str(k): _task(str(k), v, header.data_root, ctx, check_files) for k, v in tasks_raw.items()
+    }
     tasks = {k: spec for k, spec in specs.items() if spec is not None}
     if not tasks:
         raise ctx.error(

@@ -97,11 +97,11 @@ class TokenCache:
                 log.warning("token cache entry %s is unreadable (%s); rebuilding it", folder, exc)
                 shutil.rmtree(folder, ignore_errors=True)
         split = build()
-        self._store(
-            folder,
-            split,
-            {"task": task, "file": str(data_file), "max_length": max_length, "options": options},
-        )
+        meta = {"task": task, "file": str(data_file), "max_length": max_length, "options": options}
+        try:
+            self._store(folder, split, meta)
+        except OSError as exc:  # the cache only saves time: a full or read-only disk is no reason
+            log.warning("cannot write the token cache at %s (%s); going on without it", folder, exc)
         return split
 
     def _store(self, folder: Path, split: EncodedSplit, meta: dict[str, Any]) -> None:

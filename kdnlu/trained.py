@@ -38,9 +38,15 @@ def load_trained(run_dir: str | Path, checkpoint: str = "auto") -> TrainedRun:
     folder = run_dir / "checkpoints" / checkpoint
     if not (folder / WEIGHTS).is_file():
         raise KdnluError(f"{run_dir}: no checkpoint '{checkpoint}' ({folder / WEIGHTS} is missing)")
-    recipe = load_recipe(run_dir / "recipe.yaml")
+    recipe = load_recipe(run_dir / "recipe.yaml", check_files=False)
     tasks = recipe.build_tasks()
     model = build_model(recipe, tasks)
-    load_weights(folder, model)
+    try:
+        load_weights(folder, model)
+    except (RuntimeError, ValueError) as exc:
+        raise KdnluError(
+            f"{folder / WEIGHTS} does not fit the model that {run_dir / 'recipe.yaml'} builds "
+            f"(was the recipe or a plugin changed?): {exc}"
+        ) from None
     model.eval()
     return TrainedRun(run_dir, recipe, tasks, model, folder)

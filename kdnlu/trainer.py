@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from kdnlu import __version__
 from kdnlu.callbacks import Callback, TrainState
 from kdnlu.checkpoint import save_checkpoint
 from kdnlu.data import EncodedSplit, batch_indices, collate, encode_examples
@@ -97,11 +98,15 @@ def encode_split(
     if not recipe.train.token_cache:
         return build().head(limit)
     cache = TokenCache(Path(recipe.cache_dir) if recipe.cache_dir else default_cache_dir())
+    reader = getattr(task.reader, "func", task.reader)  # functools.partial -> function
     options = {
         "task": spec.name,
         "split": split,
         "config": repr(spec.config),
         "on_bad_row": spec.options.on_bad_row,
+        "labels": task.label_names,
+        "reader": f"{reader.__module__}.{reader.__qualname__}",
+        "kdnlu": __version__,
     }
     return cache.get_or_build(key, tokenizer, task.path(split), max_length, options, build).head(
         limit

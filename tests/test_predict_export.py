@@ -103,3 +103,17 @@ def test_not_a_run_dir(tmp_path: Path, capsys) -> None:
         capsys.readouterr().err
         == f"error: {tmp_path} is not a run directory: it has no recipe.yaml\n"
     )
+
+
+def test_export_after_the_training_data_is_gone(tmp_path: Path) -> None:
+    import shutil
+
+    from conftest import GLUE_SAMPLE
+
+    shutil.copytree(GLUE_SAMPLE, tmp_path / "glue")
+    text = TINY_RECIPE.replace(str(GLUE_SAMPLE), str(tmp_path / "glue"))
+    recipe = load_recipe(write(tmp_path / "r.yaml", text), ["train.max_steps=1"])
+    run_dir = train(recipe, progress=False).run_dir
+    shutil.rmtree(tmp_path / "glue")
+    assert main(["export", str(run_dir), str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "heads" / "rte.safetensors").is_file()

@@ -103,3 +103,24 @@ def test_optional_task_without_data_is_left_out(tmp_path: Path) -> None:
     recipe = load_recipe(write(tmp_path / "r.yaml", text))
     assert list(recipe.tasks) == ["rte", "mrpc"]
     assert load_recipe(write(tmp_path / "again.yaml", recipe.to_yaml())) == recipe
+
+
+def test_set_into_a_component_given_by_name_and_null_paths(tmp_path: Path) -> None:
+    text = (
+        TINY_RECIPE.replace(
+            "encoder: {name: tiny, layers: 1, hidden_size: 32, heads: 2, intermediate_size: 64}",
+            "encoder: tiny",
+        )
+        + "sampler: uniform\n"
+    )
+    recipe = load_recipe(
+        write(tmp_path / "r.yaml", text),
+        [
+            "encoder.layers=1",
+            "sampler.steps_per_epoch=3",
+            "tasks.rte.data=null",
+        ],
+    )
+    assert recipe.encoder.name == "tiny" and recipe.encoder.config.layers == 1
+    assert recipe.sampler.config.steps_per_epoch == 3
+    assert recipe.tasks["rte"].config.data is None

@@ -247,3 +247,26 @@ def test_every_task_optional_and_missing(tmp_path: Path) -> None:
         f"{path}:4: every task is optional and none has its data files under data_root "
         f"{GLUE_SAMPLE}; nothing to train"
     )
+
+
+def test_loss_that_does_not_fit_the_labels(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.yaml", TINY_RECIPE.replace("rte: {", "rte: {loss: mse, "))
+    assert error_of(path) == (
+        f"{path}:5: tasks.rte.loss: loss 'mse' takes regression scores, but task 'rte' has "
+        "class labels; use e.g. 'cross_entropy'"
+    )
+
+
+def test_loss_the_trainer_cannot_batch_yet(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.yaml", TINY_RECIPE.replace("rte: {", "rte: {loss: ranking, "))
+    assert error_of(path) == (
+        f"{path}:5: tasks.rte.loss: loss 'ranking' needs group-level batches, which the trainer "
+        "does not build yet; use a loss for class labels such as 'cross_entropy'"
+    )
+
+
+def test_set_cannot_change_the_base(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.yaml", TINY_RECIPE)
+    assert error_of(path, ("base=other.yaml",)) == (
+        "--set base=other.yaml: base cannot be overridden; edit the recipe's base: line"
+    )

@@ -72,3 +72,17 @@ def test_truncated_entry_is_rebuilt_with_a_warning(
     assert calls == [1, 1] and len(again.ids) == len(ids)
     assert "is unreadable (token arrays are truncated); rebuilding it" in caplog.text
     assert [p.name for p in (tmp_path / "tokens").iterdir()] == [entry.name]
+
+
+def test_unwritable_cache_warns_and_goes_on(
+    tmp_path: Path, tokenizer, caplog: pytest.LogCaptureFixture
+) -> None:
+    task = TASKS.get("rte").build(data_root=str(GLUE_SAMPLE))
+    blocker = write(tmp_path / "not_a_folder", "")
+    calls: list[int] = []
+    with caplog.at_level(logging.WARNING, logger="kdnlu.data"):
+        split = TokenCache(blocker).get_or_build(
+            "rte", tokenizer, task.path("train"), 64, {}, build_counter(task, tokenizer, 64, calls)
+        )
+    assert len(split) == 300 and calls == [1]
+    assert "cannot write the token cache at" in caplog.text and "going on without it" in caplog.text
