@@ -1,0 +1,94 @@
+"""The framework's own recipe sections: per-task options, training options, top-level keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from kdnlu.config import FieldError, path_field
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Per-task keys every task accepts, whatever its plugin.
+
+    ``on_bad_row``: "error" stops at the first data row that cannot be read (wrong number of
+    columns, unknown label), naming file:line; "skip" leaves such rows out and logs one warning
+    per file saying how many were skipped and where the first one was.
+    ``optional``: leave the task out of the run when its data files are missing.
+    """
+
+    max_length: int = 128
+    train_rows: int | None = None
+    eval_rows: int | None = None
+    on_bad_row: Literal["error", "skip"] = "error"
+    optional: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_length < 8:
+            raise ValueError(f"max_length must be at least 8, got {self.max_length}")
+        for key in ("train_rows", "eval_rows"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"{key} must be a positive number of rows, got {value}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping of a training run."""
+
+    optimizer: Literal["adamw", "adamax"] = "adamw"
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    grad_accumulation: int = 1
+    epochs: int = 3
+    max_steps: int | None = None
+    warmup: float = 0.1
+    grad_clip: float = 1.0
+    amp: bool = False
+    length_bucketing: bool = True
+    token_cache: bool = True
+    eval_every: int | None = None
+    eval_each_epoch: bool = True
+    best_metric: str = "average"
+    patience: int | None = None
+    seed: int = 13
+    log_every: int = 10
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def __post_init__(self) -> None:
+        at_least_one = ("batch_size", "eval_batch_size", "grad_accumulation", "epochs", "log_every")
+        for key in at_least_one:
+            if getattr(self, key) < 1:
+                raise FieldError(key, f"must be >= 1, got {getattr(self, key)}")
+        for key in ("max_steps", "eval_every", "patience"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise FieldError(key, f"must be >= 1 or null, got {value}")
+        if self.lr <= 0:
+            raise FieldError("lr", f"must be > 0, got {self.lr}")
+        if not 0.0 <= self.warmup < 1.0:
+            raise FieldError("warmup", f"must be a fraction in [0, 1), got {self.warmup}")
+        if self.grad_clip < 0:
+            raise FieldError("grad_clip", f"must be >= 0 (0 disables), got {self.grad_clip}")
+        if self.weight_decay < 0:
+            raise FieldError("weight_decay", f"must be >= 0, got {self.weight_decay}")
+        if not self.eval_each_epoch and self.eval_every is None:
+            raise FieldError(
+                "eval_each_epoch",
+                "is false and eval_every is null: the run would "
+                "never be evaluated; set eval_every to a number of steps",
+            )
+
+
+@dataclass(frozen=True)
+class RecipeHeader:
+    """Top-level scalar keys of a recipe."""
+
+    name: str = "run"
+    data_root: str | None = path_field(None)
+    output_dir: str = "runs"
+    cache_dir: str | None = path_field(None)
+    imports: tuple[str, ...] = ()
