@@ -47,7 +47,9 @@ def predict_file(
 def write_predictions(
     run: TrainedRun, split: str, out_dir: Path, batch_size: int = 64, device: str = "cpu"
 ) -> list[Path]:
-    """Predict ``split`` ("test": every task's test splits) for every task; one TSV per file.
+    """Predict ``split`` for every task; one TSV per file.
+
+    "test" means each task's test splits and "dev" its evaluation splits (MNLI has two of each).
 
     Test predictions use each task's submission file names and also cover its extra prediction
     files (GLUE's AX is scored by the MNLI head); they are zipped into ``submission.zip``.
@@ -59,7 +61,7 @@ def write_predictions(
     written: list[Path] = []
     for key, task in run.tasks.items():
         jobs: list[tuple[str, list[Example]]] = []
-        splits = task.test_splits if split == "test" else (split,)
+        splits = {"test": task.test_splits, "dev": task.eval_splits}.get(split, (split,))
         for name in splits:
             if name not in task.files or not task.files[name].is_file():
                 log.warning("%s: no %s file (%s); skipped", key, name, task.files.get(name))
