@@ -104,3 +104,16 @@ def test_checkpoint_reloads_and_reproduces_dev_metrics(tmp_path: Path) -> None:
     load_weights(run_dir / "checkpoints" / "last", model)
     dev = encode_eval_splits(again, tasks, model.encoder.tokenizer)
     assert evaluate(model, tasks, dev, 64, torch.device("cpu")) == recorded
+
+
+def test_run_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from kdnlu.rundir import atomic_write_text, current_umask
+
+    target = tmp_path / "x" / "file.txt"
+    atomic_write_text(target, "hello\n")
+    assert target.read_text() == "hello\n"
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o666 & ~current_umask()
+    assert [p.name for p in target.parent.iterdir()] == ["file.txt"]  # no temporary left
