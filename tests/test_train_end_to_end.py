@@ -117,3 +117,21 @@ def test_run_files_get_the_usual_permissions(tmp_path: Path) -> None:
     assert target.read_text() == "hello\n"
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o666 & ~current_umask()
     assert [p.name for p in target.parent.iterdir()] == ["file.txt"]  # no temporary left
+
+
+def test_failed_write_leaves_the_previous_file(tmp_path: Path) -> None:
+    import pytest
+
+    from kdnlu.rundir import atomic_write, atomic_write_text
+
+    target = tmp_path / "metrics.json"
+    atomic_write_text(target, "old\n")
+
+    def half_then_fail(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        atomic_write(target, half_then_fail)
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
