@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from kdnlu.rundir import atomic_write, atomic_write_text
+from kdnlu.rundir import atomic_write, atomic_write_text, staged_dir
 
 WEIGHTS = "model.safetensors"
 STATE = "trainer_state.json"
@@ -18,17 +17,9 @@ STATE = "trainer_state.json"
 
 def save_checkpoint(folder: Path, model: nn.Module, state: dict[str, Any]) -> None:
     """Write ``folder`` (weights + state) so that a crash leaves the previous one loadable."""
-    staging = folder.with_name(f".{folder.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    atomic_write(staging / WEIGHTS, lambda tmp: save_model(model, str(tmp)))
-    atomic_write_text(staging / STATE, json.dumps(state, indent=2) + "\n")
-    retired = folder.with_name(f".{folder.name}.retired")
-    shutil.rmtree(retired, ignore_errors=True)
-    if folder.exists():
-        folder.rename(retired)
-    staging.rename(folder)
-    shutil.rmtree(retired, ignore_errors=True)
+    with staged_dir(folder, replace=True) as staging:
+        atomic_write(staging / WEIGHTS, lambda tmp: save_model(model, str(tmp)))
+        atomic_write_text(staging / STATE, json.dumps(state, indent=2) + "\n")
 
 
 def load_weights(folder: Path, model: nn.Module) -> None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from safetensors.torch import save_file
 
 from kdnlu.config import to_plain
 from kdnlu.errors import KdnluError
-from kdnlu.rundir import atomic_write_text
+from kdnlu.rundir import atomic_write_text, staged_dir
 from kdnlu.trained import TrainedRun
 
 
@@ -53,9 +52,7 @@ def export_run(run: TrainedRun, out: Path) -> Path:
             f"encoder '{run.recipe.encoder.name}' is not a Hugging Face model; it cannot be "
             "exported in Hugging Face format"
         )
-    staging = out.with_name(f".{out.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    with staged_dir(out) as staging:
         hf_model.save_pretrained(str(staging))
         encoder.tokenizer.save_pretrained(str(staging))
         manifest = {}
@@ -75,8 +72,4 @@ def export_run(run: TrainedRun, out: Path) -> Path:
             }
         atomic_write_text(staging / "heads" / "heads.json", json.dumps(manifest, indent=2) + "\n")
         atomic_write_text(staging / "README.md", heads_readme(run, manifest))
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,33 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+@contextmanager
+def staged_dir(target: Path, replace: bool = False) -> Iterator[Path]:
+    """Yield a new temporary folder beside ``target``; on success it is renamed to ``target``.
+
+    On any error the temporary folder is removed and ``target`` is untouched. With ``replace``
+    an existing ``target`` is swapped out (renamed aside, then deleted); without it an existing
+    ``target`` makes the rename fail with ``OSError``.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".staging", dir=target.parent)
+    )
+    os.chmod(staging, 0o777 & ~current_umask())
+    try:
+        yield staging
+        if replace and target.exists():
+            retired = staging.with_suffix(".retired")
+            target.rename(retired)
+            staging.rename(target)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:

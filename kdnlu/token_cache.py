@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from kdnlu.data import EncodedSplit
+from kdnlu.rundir import staged_dir
 
 log = logging.getLogger("kdnlu.data")
 
@@ -105,20 +105,16 @@ class TokenCache:
         return split
 
     def _store(self, folder: Path, split: EncodedSplit, meta: dict[str, Any]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=self.root))
         try:
-            for name in ARRAYS:
-                np.save(staging / f"{name}.npy", getattr(split, name))
-            meta = {**meta, "rows": len(split), "pad_id": split.pad_id}
-            (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-            try:
-                staging.rename(folder)
-            except OSError:  # another process stored the same entry first
-                shutil.rmtree(staging, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            with staged_dir(folder) as staging:
+                for name in ARRAYS:
+                    np.save(staging / f"{name}.npy", getattr(split, name))
+                meta = {**meta, "rows": len(split), "pad_id": split.pad_id}
+                (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        except OSError:
+            if not (folder / "meta.json").is_file():
+                raise
+            # another process stored the same entry first: theirs is as good as ours
 
     def _open(self, folder: Path, task: str) -> EncodedSplit:
         meta = json.loads((folder / "meta.json").read_text())
