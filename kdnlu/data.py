@@ -18,7 +18,9 @@ class EncodedSplit:
     """Token ids of one split stored flat (row ``i`` is ``ids[offsets[i]:offsets[i+1]]``).
 
     The arrays may be numpy memmaps of the token cache: rows are read only when batched.
-    Labels are NaN where hidden (test splits).
+    Labels are NaN where hidden (test splits). ``groups`` numbers the candidate groups: rows that
+    share their first text (a question and its candidate answers) share a group number, the
+    groups numbered in order of first appearance; None means every row is alone.
     """
 
     task: str
@@ -27,6 +29,7 @@ class EncodedSplit:
     offsets: np.ndarray
     labels: np.ndarray
     pad_id: int
+    groups: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -47,7 +50,44 @@ class EncodedSplit:
             self.offsets[: limit + 1],
             self.labels[:limit],
             self.pad_id,
+            None if self.groups is None else self.groups[:limit],
         )
+
+    def group_ids(self) -> np.ndarray:
+        """The group number of every row (``arange`` when the split has no groups)."""
+        if self.groups is None:
+            return np.arange(len(self), dtype=np.int64)
+        return np.asarray(self.groups, dtype=np.int64)
+
+
+def group_numbers(texts: Sequence[str]) -> np.ndarray:
+    """Equal texts get equal numbers, numbered in order of first appearance."""
+    numbers: dict[str, int] = {}
+    return np.fromiter(
+        (numbers.setdefault(t, len(numbers)) for t in texts), dtype=np.int64, count=len(texts)
+    )
+
+
+def ranking_groups(
+    split: EncodedSplit, group_size: int, positive_label: int
+) -> tuple[np.ndarray, int]:
+    """The candidate groups a ranking loss can train on, as a ``[G, group_size]`` array of row
+    indices, and the number of rows left out.
+
+    A group qualifies when it has exactly ``group_size`` rows and exactly one of them is labelled
+    ``positive_label``; rows of other groups (a question with one candidate, say) cannot be
+    ranked. Groups keep their first-appearance order, rows their file order.
+    """
+    groups = split.group_ids()
+    order = np.argsort(groups, kind="stable")
+    sorted_groups = groups[order]
+    starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
+    sizes = np.diff(np.r_[starts, len(order)])
+    positive = split.labels[order] == positive_label
+    positives = np.add.reduceat(positive.astype(np.int64), starts) if len(order) else sizes
+    keep = (sizes == group_size) & (positives == 1)
+    rows = order[starts[keep][:, None] + np.arange(group_size)]
+    return rows, int(len(split) - keep.sum() * group_size)
 
 
 def encode_examples(
@@ -81,6 +121,7 @@ def encode_examples(
         offsets=offsets,
         labels=labels,
         pad_id=int(tokenizer.pad_token_id or 0),
+        groups=group_numbers(text_a),
     )
 
 

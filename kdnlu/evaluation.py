@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 
 from kdnlu.data import EncodedSplit, iterate_batches
+from kdnlu.loss import Decoder
 from kdnlu.metrics import compute_metrics, task_average
 from kdnlu.model import MultiTaskModel
 from kdnlu.task import Task
@@ -45,8 +48,21 @@ def predict_outputs(
     return outputs
 
 
-def to_predictions(task: Task, outputs: np.ndarray) -> np.ndarray:
-    """Class indices, or regression scores clipped to the task's output range."""
+def to_predictions(
+    task: Task,
+    outputs: np.ndarray,
+    decode: Decoder | None = None,
+    groups: np.ndarray | None = None,
+) -> np.ndarray:
+    """Class indices, or regression scores clipped to the task's output range.
+
+    ``decode`` (from the task's loss, e.g. ranking) turns outputs and candidate ``groups`` into
+    class indices instead of the row-wise argmax.
+    """
+    if decode is not None:
+        if groups is None:
+            groups = np.arange(len(outputs), dtype=np.int64)
+        return decode(outputs, groups)
     if task.label_names is not None:
         return outputs.argmax(-1)
     scores = outputs.reshape(len(outputs), -1)[:, 0]
@@ -62,14 +78,20 @@ def evaluate(
     batch_size: int,
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
+    decoders: Mapping[str, Decoder] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Metrics of every evaluation split, keyed by evaluation name (see ``eval_name``)."""
+    """Metrics of every evaluation split, keyed by evaluation name (see ``eval_name``).
+
+    ``decoders`` maps task keys to their loss's ``decode`` where predictions are not argmaxes.
+    """
     results = {}
     for name, split in splits.items():
         task_key = split.task
         task = tasks[task_key]
         outputs = predict_outputs(model, task_key, task, split, batch_size, device, amp_dtype)
-        results[name] = compute_metrics(task.metrics, to_predictions(task, outputs), split.labels)
+        decode = (decoders or {}).get(task_key)
+        predictions = to_predictions(task, outputs, decode, split.group_ids())
+        results[name] = compute_metrics(task.metrics, predictions, split.labels)
     return results
 
 

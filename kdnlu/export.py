@@ -11,6 +11,7 @@ from kdnlu.config import to_plain
 from kdnlu.errors import KdnluError
 from kdnlu.rundir import atomic_write_text, staged_dir
 from kdnlu.trained import TrainedRun
+from kdnlu.trainer import build_losses, head_outputs
 
 
 def heads_readme(run: TrainedRun, manifest: dict[str, dict]) -> str:
@@ -29,15 +30,22 @@ def heads_readme(run: TrainedRun, manifest: dict[str, dict]) -> str:
         "`heads/` holds one kdnlu output head per task (`<task>.safetensors`); `heads/heads.json`",
         "describes them. Each head reads the encoder's last hidden states.",
         "",
-        "| task | head | config | outputs | labels (index order) | metrics |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| task | head | config | loss | outputs | labels (index order) | metrics |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, info in manifest.items():
         labels = ", ".join(info["label_names"]) if info["label_names"] else "regression score"
         lines.append(
-            f"| {key} | {info['head']} | `{json.dumps(info['head_config'])}` | "
+            f"| {key} | {info['head']} | `{json.dumps(info['head_config'])}` | {info['loss']} | "
             f"{info['num_outputs']} | {labels} | {', '.join(info['metrics'])} |"
         )
+    if any(info["loss"] == "ranking" for info in manifest.values()):
+        lines += [
+            "",
+            "A head trained with the ranking loss gives one relevance score per candidate: among",
+            "candidates for the same question the best-scored one is the positive class; a lone",
+            "candidate is positive when the sigmoid of its score is above 0.5.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -56,6 +64,7 @@ def export_run(run: TrainedRun, out: Path) -> Path:
         hf_model.save_pretrained(str(staging))
         encoder.tokenizer.save_pretrained(str(staging))
         manifest = {}
+        losses = build_losses(run.recipe)
         for key, head in run.model.heads.items():
             spec, task = run.recipe.tasks[key], run.tasks[key]
             state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
@@ -65,7 +74,8 @@ def export_run(run: TrainedRun, out: Path) -> Path:
                 "task": spec.name,
                 "head": spec.head.name,
                 "head_config": to_plain(spec.head.config),
-                "num_outputs": task.num_outputs,
+                "loss": spec.loss.name,
+                "num_outputs": head_outputs(task, losses[key]),
                 "label_names": list(task.label_names) if task.label_names else None,
                 "metrics": list(task.metrics),
                 "max_length": spec.options.max_length,

@@ -41,7 +41,8 @@ def predict_file(
     encoded = encode_examples(
         key, run.model.encoder.tokenizer, examples, run.recipe.tasks[key].options.max_length
     )
-    return to_predictions(task, predict_outputs(run.model, key, task, encoded, batch_size, device))
+    outputs = predict_outputs(run.model, key, task, encoded, batch_size, device)
+    return to_predictions(task, outputs, run.decoders.get(key), encoded.group_ids())
 
 
 def write_predictions(

@@ -302,7 +302,11 @@ def _task(
     return TaskSpec(name=name, config=config, head=head, loss=loss, options=options)
 
 
-TRAINABLE_TARGETS = {"class": "class labels", "score": "regression scores"}
+TRAINABLE_TARGETS = {
+    "class": "class labels",
+    "score": "regression scores",
+    "group": "class labels of candidates grouped by their first text",
+}
 
 
 def _check_loss_fits(key: str, task: Task, loss: ComponentSpec, ctx: Context) -> None:
@@ -312,6 +316,15 @@ def _check_loss_fits(key: str, task: Task, loss: ComponentSpec, ctx: Context) ->
     if target is None or target == wanted:
         return
     path: KeyPath = ("tasks", key, "loss", "name")
+    if target == "group" and task.label_names is not None:
+        if len(task.label_names) == 2:
+            return
+        raise ctx.error(
+            path,
+            f"tasks.{key}.loss: loss '{loss.name}' ranks candidates into a right and a wrong "
+            f"class, but task '{task.name}' has {len(task.label_names)} classes; a ranking "
+            "loss needs a task with two",
+        )
     if target not in TRAINABLE_TARGETS:
         raise ctx.error(
             path,

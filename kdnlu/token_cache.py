@@ -23,8 +23,8 @@ from kdnlu.rundir import staged_dir
 
 log = logging.getLogger("kdnlu.data")
 
-FORMAT_VERSION = 1
-ARRAYS = ("ids", "type_ids", "offsets", "labels")
+FORMAT_VERSION = 2
+ARRAYS = ("ids", "type_ids", "offsets", "labels", "groups")
 CACHE_ENV = "KDNLU_CACHE_DIR"
 
 
@@ -107,8 +107,9 @@ class TokenCache:
     def _store(self, folder: Path, split: EncodedSplit, meta: dict[str, Any]) -> None:
         try:
             with staged_dir(folder) as staging:
-                for name in ARRAYS:
-                    np.save(staging / f"{name}.npy", getattr(split, name))
+                arrays = {name: getattr(split, name) for name in ARRAYS if name != "groups"}
+                for name, array in {**arrays, "groups": split.group_ids()}.items():
+                    np.save(staging / f"{name}.npy", array)
                 meta = {**meta, "rows": len(split), "pad_id": split.pad_id}
                 (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         except OSError:
@@ -119,7 +120,9 @@ class TokenCache:
     def _open(self, folder: Path, task: str) -> EncodedSplit:
         meta = json.loads((folder / "meta.json").read_text())
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
-        if len(arrays["offsets"]) != meta["rows"] + 1 or len(arrays["labels"]) != meta["rows"]:
+        rows = meta["rows"]
+        per_row = {len(arrays["labels"]), len(arrays["groups"])}
+        if len(arrays["offsets"]) != rows + 1 or per_row != {rows}:
             raise ValueError("row counts disagree with meta.json")
         if int(arrays["offsets"][-1]) != len(arrays["ids"]):
             raise ValueError("token arrays are truncated")

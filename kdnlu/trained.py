@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdnlu.checkpoint import WEIGHTS, load_weights
 from kdnlu.errors import KdnluError
+from kdnlu.loss import Decoder
 from kdnlu.model import MultiTaskModel
 from kdnlu.recipe import Recipe, load_recipe
 from kdnlu.task import Task
@@ -21,6 +22,7 @@ class TrainedRun:
     tasks: dict[str, Task]
     model: MultiTaskModel
     checkpoint: Path
+    decoders: dict[str, Decoder] = field(default_factory=dict)
 
 
 def load_trained(run_dir: str | Path, checkpoint: str = "auto") -> TrainedRun:
@@ -28,7 +30,7 @@ def load_trained(run_dir: str | Path, checkpoint: str = "auto") -> TrainedRun:
 
     ``auto`` takes ``best`` when it exists, else ``last``.
     """
-    from kdnlu.trainer import build_model
+    from kdnlu.trainer import build_losses, build_model, loss_decoders
 
     run_dir = Path(run_dir)
     if not (run_dir / "recipe.yaml").is_file():
@@ -49,4 +51,4 @@ def load_trained(run_dir: str | Path, checkpoint: str = "auto") -> TrainedRun:
             f"(was the recipe or a plugin changed?): {exc}"
         ) from None
     model.eval()
-    return TrainedRun(run_dir, recipe, tasks, model, folder)
+    return TrainedRun(run_dir, recipe, tasks, model, folder, loss_decoders(build_losses(recipe)))

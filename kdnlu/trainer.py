@@ -8,7 +8,7 @@ import math
 import random
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,10 @@ from tqdm.auto import tqdm
 from kdnlu import __version__
 from kdnlu.callbacks import Callback, TrainState
 from kdnlu.checkpoint import save_checkpoint
-from kdnlu.data import EncodedSplit, batch_indices, collate, encode_examples
-from kdnlu.errors import KdnluError, TrainingError
+from kdnlu.data import EncodedSplit, batch_indices, collate, encode_examples, ranking_groups
+from kdnlu.errors import DataError, KdnluError, TrainingError
 from kdnlu.evaluation import eval_name, evaluate, label_dtype, select_score
+from kdnlu.loss import Decoder, Loss
 from kdnlu.model import MultiTaskModel
 from kdnlu.optim import linear_schedule, make_optimizer
 from kdnlu.recipe import Recipe
@@ -71,12 +72,20 @@ def amp_dtype_for(device: torch.device, enabled: bool) -> torch.dtype | None:
     return torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
+def head_outputs(task: Task, loss: Loss) -> int:
+    """Output width of a task's head: one score per row for a ranking loss, else the task's."""
+    return 1 if loss.target == "group" else task.num_outputs
+
+
 def build_model(recipe: Recipe, tasks: dict[str, Task]) -> MultiTaskModel:
     """The shared encoder and one head per task, from the registries."""
     encoder = ENCODERS.get(recipe.encoder.name).build(recipe.encoder.config)
+    losses = build_losses(recipe)
     heads = {
         key: HEADS.get(spec.head.name).build(
-            spec.head.config, hidden_size=encoder.hidden_size, num_outputs=tasks[key].num_outputs
+            spec.head.config,
+            hidden_size=encoder.hidden_size,
+            num_outputs=head_outputs(tasks[key], losses[key]),
         )
         for key, spec in recipe.tasks.items()
     }
@@ -140,28 +149,94 @@ def check_best_metric(metric: str, tasks: dict[str, Task]) -> None:
 
 
 class TaskBatches:
-    """Each task's shuffled batches for the current pass; a task that runs out starts a new pass."""
+    """Each task's shuffled batches for the current pass; a task that runs out starts a new pass.
+
+    A task listed in ``groups`` (a ``[G, size]`` array of row indices, see ``ranking_groups``) is
+    batched by whole groups: ``batch_size // size`` groups per batch, each group's rows
+    consecutive, so a ranking loss sees every candidate of a question together.
+    """
 
     def __init__(
-        self, splits: dict[str, EncodedSplit], batch_size: int, bucket: bool, rng: random.Random
+        self,
+        splits: dict[str, EncodedSplit],
+        batch_size: int,
+        bucket: bool,
+        rng: random.Random,
+        groups: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         self.splits, self.batch_size, self.bucket, self.rng = splits, batch_size, bucket, rng
+        self.groups = dict(groups or {})
         self.queues: dict[str, list[list[int]]] = {}
 
+    def _units(self, task: str) -> tuple[np.ndarray, int]:
+        """Lengths of the units batches are made of (rows or groups), and units per batch."""
+        lengths = self.splits[task].lengths
+        if task not in self.groups:
+            return lengths, self.batch_size
+        rows = self.groups[task]
+        return lengths[rows].max(1), max(1, self.batch_size // rows.shape[1])
+
     def counts(self) -> dict[str, int]:
-        return {k: math.ceil(len(s) / self.batch_size) for k, s in self.splits.items()}
+        counts = {}
+        for task in self.splits:
+            lengths, per_batch = self._units(task)
+            counts[task] = math.ceil(len(lengths) / per_batch)
+        return counts
 
     def next(self, task: str) -> list[int]:
         if not self.queues.get(task):
+            lengths, per_batch = self._units(task)
             batches = batch_indices(
-                self.splits[task].lengths,
-                self.batch_size,
-                shuffle=True,
-                rng=self.rng,
-                bucket=self.bucket,
+                lengths, per_batch, shuffle=True, rng=self.rng, bucket=self.bucket
             )
+            if task in self.groups:
+                rows = self.groups[task]
+                batches = [rows[units].reshape(-1).tolist() for units in batches]
             self.queues[task] = batches[::-1]  # pop() from the end keeps the shuffled order
         return self.queues[task].pop()
+
+
+def build_losses(recipe: Recipe) -> dict[str, Loss]:
+    """Each task's loss, from the LOSSES registry."""
+    return {
+        key: LOSSES.get(spec.loss.name).build(spec.loss.config)
+        for key, spec in recipe.tasks.items()
+    }
+
+
+def loss_decoders(losses: Mapping[str, Loss]) -> dict[str, Decoder]:
+    """The tasks whose loss decides how outputs become predictions (ranking), and how."""
+    return {key: loss.decode for key, loss in losses.items() if loss.decode is not None}
+
+
+def training_groups(
+    splits: Mapping[str, EncodedSplit], losses: Mapping[str, Loss]
+) -> dict[str, np.ndarray]:
+    """The candidate groups of every task trained with a group-level (ranking) loss."""
+    groups = {}
+    for key, loss in losses.items():
+        if loss.target != "group":
+            continue
+        assert loss.group_size is not None and loss.positive_label is not None
+        rows, left_out = ranking_groups(splits[key], loss.group_size, loss.positive_label)
+        if not len(rows):
+            raise DataError(
+                f"task '{key}': its ranking loss finds no group of {loss.group_size} candidates "
+                f"(rows sharing their first text) with exactly one labelled "
+                f"{loss.positive_label}; there is nothing to rank"
+            )
+        if left_out:
+            log.warning(
+                "%s: the ranking loss trains on %d groups of %d candidates; %d of %d rows are in "
+                "groups of another size or without exactly one positive and are not trained on",
+                key,
+                len(rows),
+                loss.group_size,
+                left_out,
+                len(splits[key]),
+            )
+        groups[key] = rows
+    return groups
 
 
 def train(recipe: Recipe, progress: bool = True, callbacks: Sequence[Callback] = ()) -> RunResult:
@@ -179,14 +254,18 @@ def train(recipe: Recipe, progress: bool = True, callbacks: Sequence[Callback] =
     train_splits = {key: encode_split(recipe, tasks, tokenizer, "train", key) for key in tasks}
     eval_splits = encode_eval_splits(recipe, tasks, tokenizer)
     model.to(device).train()
-    losses = {
-        key: LOSSES.get(spec.loss.name).build(spec.loss.config)
-        for key, spec in recipe.tasks.items()
-    }
+    losses = build_losses(recipe)
+    decoders = loss_decoders(losses)
     sampler = SAMPLERS.get(recipe.sampler.name).build(recipe.sampler.config)
     # separate streams: the task order must not change which rows form a task's batches
     sampler_rng, batch_rng = random.Random(cfg.seed), random.Random(cfg.seed + 1)
-    batches = TaskBatches(train_splits, cfg.batch_size, cfg.length_bucketing, batch_rng)
+    batches = TaskBatches(
+        train_splits,
+        cfg.batch_size,
+        cfg.length_bucketing,
+        batch_rng,
+        groups=training_groups(train_splits, losses),
+    )
 
     try:
         batches_per_epoch = len(sampler.epoch(batches.counts(), random.Random(0)))
@@ -226,7 +305,9 @@ def train(recipe: Recipe, progress: bool = True, callbacks: Sequence[Callback] =
         """Evaluate (when any task has an evaluation split), log, and save checkpoints."""
         nonlocal metrics, evaluated_at
         evaluated_at = state.step
-        metrics = evaluate(model, tasks, eval_splits, cfg.eval_batch_size, device, amp_dtype)
+        metrics = evaluate(
+            model, tasks, eval_splits, cfg.eval_batch_size, device, amp_dtype, decoders
+        )
         score = select_score(metrics, cfg.best_metric) if metrics else None
         improved = score is not None and (state.best_score is None or score > state.best_score)
         if improved:

@@ -80,3 +80,10 @@ def regression_head(config: DropoutConfig, hidden_size: int, num_outputs: int) -
 def token_head(config: DropoutConfig, hidden_size: int, num_outputs: int) -> TokenHead:
     """Linear layer over every token vector, for token labelling ([B, L, num_outputs])."""
     return TokenHead(config, hidden_size, num_outputs)
+
+
+@HEADS.register("ranking", config=DropoutConfig)
+def ranking_head(config: DropoutConfig, hidden_size: int, num_outputs: int) -> ClsHead:
+    """Linear layer over the [CLS] vector scoring each candidate (MT-DNN's QNLI head); with the
+    ranking loss the trainer gives every head one output, the candidate's relevance score."""
+    return ClsHead(config, hidden_size, num_outputs)

@@ -6,40 +6,24 @@ Every loss is a ``Loss`` whose ``target`` says which labels it takes:
 | --- | --- | --- |
 | ``class`` | ``[B, C]`` | class indices ``[B]`` |
 | ``score`` | ``[B, 1]`` or ``[B]`` | numbers ``[B]`` |
-| ``group`` | ``[B, 1]`` or ``[B]``, one score per candidate | positive marks ``[B]``, in groups |
+| ``group`` | ``[B, 1]`` or ``[B]``, one score per candidate | class indices ``[B]``, in groups |
 | ``token`` | ``[B, L, C]`` | class indices ``[B, L]``, ``ignore_index`` where unlabelled |
+
+A loss may also say how head outputs become class predictions (``decode``): the ranking loss
+scores candidates against each other, so its predictions depend on the candidate groups.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from kdnlu.config import FieldError, check_fraction
+from kdnlu.loss import Decoder, Loss
 from kdnlu.registry import LOSSES, NoConfig
-
-LOSS_TARGETS = ("class", "score", "group", "token")
-
-
-class Loss:
-    """A training loss ``loss(logits, labels) -> scalar`` tagged with the labels it takes."""
-
-    def __init__(self, target: str, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
-        if target not in LOSS_TARGETS:
-            raise ValueError(
-                f"loss target must be one of {', '.join(LOSS_TARGETS)}, got {target!r}"
-            )
-        self.target = target
-        self.fn = fn
-
-    def __call__(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.fn(logits, labels)
-
-    def __repr__(self) -> str:
-        return f"Loss(target={self.target!r}, fn={getattr(self.fn, '__name__', self.fn)})"
 
 
 def shape_of(tensor: torch.Tensor) -> str:
@@ -126,23 +110,54 @@ def mse(config: NoConfig) -> Loss:
 
 @dataclass(frozen=True)
 class RankingConfig:
-    """Candidates per group (consecutive rows) and the label that marks the positive one."""
+    """Candidates per group, the class index of the right candidate (QNLI: 0, "entailment"),
+    and gamma, the sharpness of the softmax over the candidates' relevance scores."""
 
     group_size: int = 2
-    positive_label: int = 1
+    positive_label: int = 0
+    gamma: float = 5.0
 
     def __post_init__(self) -> None:
         if self.group_size < 2:
             raise FieldError("group_size", f"must be at least 2, got {self.group_size}")
+        if self.positive_label not in (0, 1):
+            raise FieldError(
+                "positive_label",
+                f"must be 0 or 1 (a binary task's class), got {self.positive_label}",
+            )
+        if not self.gamma > 0:
+            raise FieldError("gamma", f"must be positive, got {self.gamma}")
+
+
+def rank_decode(positive_label: int) -> Decoder:
+    """Predictions from relevance scores: in a group of several candidates the best-scored one
+    is the positive class and the others the negative class; a candidate alone in its group is
+    positive when its relevance (the sigmoid of its score) is above one half."""
+
+    def decode(outputs: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        scores = outputs.reshape(len(outputs), -1)[:, 0]
+        positive = scores > 0
+        count = np.bincount(groups)
+        best = np.full(len(count), -np.inf)
+        np.maximum.at(best, groups, scores)
+        first_best = np.full(len(count), len(scores))
+        winners = np.flatnonzero(scores == best[groups])
+        np.minimum.at(first_best, groups[winners], winners)  # one winner per group on ties
+        shared = count[groups] > 1
+        positive[shared] = first_best[groups[shared]] == np.flatnonzero(shared)
+        return np.where(positive, positive_label, 1 - positive_label)
+
+    return decode
 
 
 @LOSSES.register("ranking", config=RankingConfig)
 def ranking(config: RankingConfig) -> Loss:
-    """Softmax over each group's candidate scores, NLL of the positive (MT-DNN's QNLI loss)."""
+    """Softmax over each group's gamma-scaled relevance scores (sigmoid of the head's score),
+    NLL of the right candidate: MT-DNN's QNLI loss. Needs a head with one output per row."""
     size = config.group_size
 
     def ranking_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        scores = one_score_per_row(logits, labels, "ranking")
+        scores = config.gamma * torch.sigmoid(one_score_per_row(logits, labels, "ranking"))
         rows = scores.shape[0]
         if rows == 0 or rows % size:
             raise ValueError(
@@ -163,4 +178,10 @@ def ranking(config: RankingConfig) -> Loss:
             )
         return F.cross_entropy(scores.view(-1, size), positive.int().argmax(1))
 
-    return Loss("group", ranking_loss)
+    return Loss(
+        "group",
+        ranking_loss,
+        decode=rank_decode(config.positive_label),
+        group_size=size,
+        positive_label=config.positive_label,
+    )

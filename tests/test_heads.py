@@ -38,6 +38,7 @@ def padded_mask() -> torch.Tensor:
     [
         ("classification", 3, "sequence", (B, 3)),
         ("regression", 1, "sequence", (B, 1)),
+        ("ranking", 1, "sequence", (B, 1)),
         ("san", 3, "sequence", (B, 3)),
         ("token", 5, "token", (B, L, 5)),
     ],
@@ -48,7 +49,7 @@ def test_output_shape_and_level(name: str, num_outputs: int, level: str, shape: 
     assert head(torch.randn(B, L, H), padded_mask()).shape == shape
 
 
-@pytest.mark.parametrize("name", ["classification", "regression"])
+@pytest.mark.parametrize("name", ["classification", "regression", "ranking"])
 def test_cls_heads_are_a_linear_layer_over_the_first_token(name: str) -> None:
     head = build(name, 2).eval()
     hidden = torch.randn(B, L, H)

@@ -1,5 +1,6 @@
 """Losses against plain reference computations (values and gradients), and their errors."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -89,52 +90,68 @@ def test_mse_rejects_class_logits() -> None:
     )
 
 
-def ranking_reference(scores: torch.Tensor, labels: torch.Tensor, size: int) -> torch.Tensor:
-    """Mean over groups of -log(exp(positive score) / sum of the group's exp(scores))."""
+def ranking_reference(
+    scores: torch.Tensor, labels: torch.Tensor, size: int, gamma: float = 5.0, positive: int = 0
+) -> torch.Tensor:
+    """Mean over groups of -log softmax of the right candidate, over gamma * sigmoid(score)."""
     total = scores.new_zeros(())
     groups = len(scores) // size
     for g in range(groups):
         rows = slice(g * size, (g + 1) * size)
-        s, y = scores[rows].reshape(size), labels[rows]
-        positive = int((y == 1).nonzero())
-        total = total - (s[positive].exp() / s.exp().sum()).log()
+        s, y = gamma * scores[rows].reshape(size).sigmoid(), labels[rows]
+        right = int((y == positive).nonzero())
+        total = total - (s[right].exp() / s.exp().sum()).log()
     return total / groups
 
 
 @pytest.mark.parametrize(
-    ("size", "labels"),
-    [(2, [0, 1, 1, 0, 0, 1]), (3, [0, 0, 1, 1, 0, 0]), (2, [1, 0])],
+    ("size", "labels", "gamma"),
+    [(2, [1, 0, 0, 1, 1, 0], 5.0), (3, [1, 1, 0, 0, 1, 1], 1.0), (2, [0, 1], 10.0)],
 )
-def test_ranking(size: int, labels: list) -> None:
+def test_ranking(size: int, labels: list, gamma: float) -> None:
     labels_t = torch.tensor(labels)
     logits = torch.randn(len(labels), 1)
-    loss = build("ranking", group_size=size)
-    assert_same(lambda z: loss(z, labels_t), lambda z: ranking_reference(z, labels_t, size), logits)
-    assert_same(  # [B] scores work the same as [B, 1]
-        lambda z: loss(z, labels_t),
-        lambda z: ranking_reference(z, labels_t, size),
-        logits.reshape(-1),
-    )
+    loss = build("ranking", group_size=size, gamma=gamma)
+
+    def reference(z: torch.Tensor) -> torch.Tensor:
+        return ranking_reference(z, labels_t, size, gamma)
+
+    assert_same(lambda z: loss(z, labels_t), reference, logits)
+    # [B] scores work the same as [B, 1]
+    assert_same(lambda z: loss(z, labels_t), reference, logits.reshape(-1))
 
 
-def test_ranking_gradient_is_softmax_minus_positive_per_group() -> None:
+def test_ranking_gradient_is_softmax_minus_right_through_the_sigmoid() -> None:
     scores = torch.tensor([0.5, -1.0, 2.0, 0.0])
-    labels = torch.tensor([0, 1, 1, 0])
-    _, grad = value_and_grad(lambda z: build("ranking")(z, labels), scores)
-    groups = scores.view(2, 2).softmax(-1)
-    expected = (groups - torch.tensor([[0.0, 1.0], [1.0, 0.0]])) / 2
-    torch.testing.assert_close(grad, expected.reshape(4))
+    labels = torch.tensor([1, 0, 0, 1])
+    _, grad = value_and_grad(lambda z: build("ranking", gamma=3.0)(z, labels), scores)
+    relevance = scores.sigmoid()
+    groups = (3.0 * relevance).view(2, 2).softmax(-1)
+    outer = (groups - torch.tensor([[0.0, 1.0], [1.0, 0.0]])) / 2
+    expected = outer.reshape(4) * 3.0 * relevance * (1 - relevance)
+    torch.testing.assert_close(grad, expected)
 
 
 def test_ranking_positive_label_is_configurable() -> None:
     scores, labels = torch.randn(4), torch.tensor([1, 0, 0, 1])
-    flipped = build("ranking", positive_label=0)(scores, labels)
+    flipped = build("ranking", positive_label=1)(scores, labels)
     torch.testing.assert_close(flipped, build("ranking")(scores, 1 - labels))
+
+
+def test_ranking_decode_picks_each_groups_best_and_thresholds_lone_rows() -> None:
+    decode = build("ranking").decode
+    outputs = np.array([[0.3], [2.0], [-1.0], [-0.5], [0.7], [5.0], [-5.0], [1.0], [1.0]])
+    groups = np.array([0, 0, 1, 1, 2, 3, 4, 5, 5])
+    # group 0: row 1 wins; group 1: row 3 wins though negative; rows 4-6 alone: score > 0;
+    # group 5 ties: the first row wins. Class 0 is the right one (positive_label 0).
+    assert decode(outputs, groups).tolist() == [1, 0, 1, 0, 0, 0, 1, 0, 1]
+    flipped = build("ranking", positive_label=1).decode(outputs, groups)
+    assert flipped.tolist() == [0, 1, 0, 1, 1, 1, 0, 1, 0]
 
 
 def test_ranking_batch_must_hold_whole_groups() -> None:
     with pytest.raises(ValueError) as err:
-        build("ranking", group_size=3)(torch.randn(4, 1), torch.tensor([1, 0, 0, 1]))
+        build("ranking", group_size=3)(torch.randn(4, 1), torch.tensor([0, 1, 1, 0]))
     assert str(err.value) == (
         "ranking loss: a batch of 4 rows is not a whole number of groups of group_size 3; "
         "each group's candidates must be consecutive rows, so the batch size must be a "
@@ -144,19 +161,19 @@ def test_ranking_batch_must_hold_whole_groups() -> None:
 
 def test_ranking_group_without_positive() -> None:
     with pytest.raises(ValueError) as err:
-        build("ranking")(torch.randn(6), torch.tensor([1, 0, 0, 0, 0, 1]))
+        build("ranking")(torch.randn(6), torch.tensor([0, 1, 1, 1, 1, 0]))
     assert str(err.value) == (
         "ranking loss: group 1 (rows 2 to 3) has no positive candidate; each group needs "
-        "exactly one row labelled 1"
+        "exactly one row labelled 0"
     )
 
 
 def test_ranking_group_with_two_positives() -> None:
     with pytest.raises(ValueError) as err:
-        build("ranking")(torch.randn(4), torch.tensor([1, 1, 0, 1]))
+        build("ranking")(torch.randn(4), torch.tensor([0, 0, 1, 0]))
     assert str(err.value) == (
         "ranking loss: group 0 (rows 0 to 1) has 2 positive candidates; each group needs "
-        "exactly one row labelled 1"
+        "exactly one row labelled 0"
     )
 
 
@@ -165,10 +182,18 @@ def test_ranking_rejects_class_logits() -> None:
         build("ranking")(torch.randn(4, 2), torch.tensor([1, 0, 0, 1]))
 
 
-def test_ranking_config_is_checked() -> None:
-    with pytest.raises(FieldError, match="^must be at least 2, got 1$") as err:
-        RankingConfig(group_size=1)
-    assert err.value.field_name == "group_size"
+@pytest.mark.parametrize(
+    ("options", "field", "message"),
+    [
+        ({"group_size": 1}, "group_size", "must be at least 2, got 1"),
+        ({"positive_label": 2}, "positive_label", "must be 0 or 1 (a binary task's class), got 2"),
+        ({"gamma": 0.0}, "gamma", "must be positive, got 0.0"),
+    ],
+)
+def test_ranking_config_is_checked(options: dict, field: str, message: str) -> None:
+    with pytest.raises(FieldError) as err:
+        RankingConfig(**options)
+    assert err.value.field_name == field and str(err.value) == message
 
 
 @pytest.mark.parametrize(("ignore", "smoothing"), [(-100, 0.0), (-1, 0.2)])

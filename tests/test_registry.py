@@ -140,7 +140,7 @@ def loss_inputs(target: str) -> tuple[torch.Tensor, torch.Tensor]:
     if target == "score":
         return torch.randn(5, 1, requires_grad=True), torch.tensor([0.5, 4.0, 2.5, 1.0, 3.0])
     if target == "group":  # three groups of the default group_size 2
-        return torch.randn(6, 1, requires_grad=True), torch.tensor([1, 0, 0, 1, 1, 0])
+        return torch.randn(6, 1, requires_grad=True), torch.tensor([0, 1, 1, 0, 0, 1])
     assert target == "token"
     labels = torch.tensor([[0, 2, 1, -100], [1, 1, -100, -100]])
     return torch.randn(2, 4, 3, requires_grad=True), labels

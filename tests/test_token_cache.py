@@ -37,8 +37,9 @@ def test_second_open_is_a_memmap_hit_with_identical_rows(tmp_path: Path, tokeniz
     )
     assert calls == [1]
     assert isinstance(second.ids, np.memmap)
-    for name in ("ids", "type_ids", "offsets", "labels"):
+    for name in ("ids", "type_ids", "offsets", "labels", "groups"):
         assert np.array_equal(getattr(first, name), getattr(second, name))
+    assert second.groups is not None and second.groups.max() < 300  # candidate groups kept
     assert len(second) == 300 and second.lengths.max() <= 64
 
 
