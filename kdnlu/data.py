@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -12,12 +13,19 @@ import torch
 
 from kdnlu.task import Example
 
+log = logging.getLogger("kdnlu.data")
+
+IGNORE = -100  # label of tokens that are not a word's first sub-word (and of padding)
+UNKNOWN_TAG = -1  # a word's first sub-word whose tag is hidden (test files)
+
 
 @dataclass(frozen=True)
 class EncodedSplit:
     """Token ids of one split stored flat (row ``i`` is ``ids[offsets[i]:offsets[i+1]]``).
 
     The arrays may be numpy memmaps of the token cache: rows are read only when batched.
+    Token-labelling splits have ``token_labels`` aligned with ``ids``: the tag of a word at its
+    first sub-word token, ``UNKNOWN_TAG`` there when the tag is hidden, ``IGNORE`` elsewhere.
     Labels are NaN where hidden (test splits). ``groups`` numbers the candidate groups: rows that
     share their first text (a question and its candidate answers) share a group number, the
     groups numbered in order of first appearance; None means every row is alone.
@@ -30,6 +38,12 @@ class EncodedSplit:
     labels: np.ndarray
     pad_id: int
     groups: np.ndarray | None = None
+    token_labels: np.ndarray | None = None
+
+    @property
+    def token_level(self) -> bool:
+        """Whether rows carry one label per token (token labelling) instead of one per row."""
+        return self.token_labels is not None
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -51,6 +65,7 @@ class EncodedSplit:
             self.labels[:limit],
             self.pad_id,
             None if self.groups is None else self.groups[:limit],
+            None if self.token_labels is None else self.token_labels[:end],
         )
 
     def group_ids(self) -> np.ndarray:
@@ -93,7 +108,10 @@ def ranking_groups(
 def encode_examples(
     task: str, tokenizer: Any, examples: Sequence[Example], max_length: int
 ) -> EncodedSplit:
-    """Tokenise texts (pairs truncated longest-first to ``max_length``)."""
+    """Tokenise texts (pairs truncated longest-first to ``max_length``), or words of
+    token-labelling rows (see ``encode_words``)."""
+    if examples and examples[0].words is not None:
+        return encode_words(task, tokenizer, examples, max_length)
     text_a = [ex.text_a for ex in examples]
     pairs = any(ex.text_b is not None for ex in examples)
     text_b = [ex.text_b or "" for ex in examples] if pairs else None
@@ -104,25 +122,86 @@ def encode_examples(
         max_length=max_length,
         return_token_type_ids=True,
     )
-    lengths = np.fromiter(
-        (len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(examples)
-    )
-    offsets = np.zeros(len(examples) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    flat = [t for ids in enc["input_ids"] for t in ids]
-    flat_types = [t for types in enc["token_type_ids"] for t in types]
     labels = np.array(
         [np.nan if ex.label is None else float(ex.label) for ex in examples], dtype=np.float64
     )
+    return _flat_split(task, tokenizer, enc, labels, group_numbers(text_a))
+
+
+def _flat_split(
+    task: str,
+    tokenizer: Any,
+    enc: Any,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    token_labels: np.ndarray | None = None,
+) -> EncodedSplit:
+    rows = len(enc["input_ids"])
+    lengths = np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=rows)
+    offsets = np.zeros(rows + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
     return EncodedSplit(
         task=task,
-        ids=np.asarray(flat, dtype=np.int32),
-        type_ids=np.asarray(flat_types, dtype=np.int8),
+        ids=np.asarray([t for ids in enc["input_ids"] for t in ids], dtype=np.int32),
+        type_ids=np.asarray([t for ts in enc["token_type_ids"] for t in ts], dtype=np.int8),
         offsets=offsets,
         labels=labels,
         pad_id=int(tokenizer.pad_token_id or 0),
-        groups=group_numbers(text_a),
+        groups=groups,
+        token_labels=token_labels,
     )
+
+
+def encode_words(
+    task: str, tokenizer: Any, examples: Sequence[Example], max_length: int
+) -> EncodedSplit:
+    """Tokenise pre-split words; each word's tag goes to its first sub-word token.
+
+    Words beyond ``max_length`` tokens are cut off: they are neither trained on nor scored,
+    and a warning says how many there were.
+    """
+    if any(ex.words is None for ex in examples):
+        raise ValueError(f"task '{task}': every row of a token-labelling split needs words")
+    enc = tokenizer(
+        [list(ex.words or ()) for ex in examples],
+        is_split_into_words=True,
+        truncation=True,
+        max_length=max_length,
+        return_token_type_ids=True,
+    )
+    token_labels: list[int] = []
+    cut = 0
+    for row, ex in enumerate(examples):
+        seen: set[int] = set()
+        for word in enc.word_ids(row):
+            if word is None or word in seen:
+                token_labels.append(IGNORE)
+                continue
+            seen.add(word)
+            token_labels.append(UNKNOWN_TAG if ex.tags is None else ex.tags[word])
+        cut += len(ex.words or ()) - len(seen)
+    if cut:
+        total = sum(len(ex.words or ()) for ex in examples)
+        log.warning(
+            "%s: %d of %d words lie beyond max_length %d tokens and are neither trained on nor "
+            "scored (raise the task's max_length to keep them)",
+            task,
+            cut,
+            total,
+            max_length,
+        )
+    labels = np.full(len(examples), np.nan)
+    groups = np.arange(len(examples), dtype=np.int64)
+    return _flat_split(
+        task, tokenizer, enc, labels, groups, np.asarray(token_labels, dtype=np.int64)
+    )
+
+
+def word_positions(split: EncodedSplit, row: int) -> np.ndarray:
+    """Token positions (into the flat arrays) of the first sub-word of each kept word of ``row``."""
+    assert split.token_labels is not None
+    start, end = int(split.offsets[row]), int(split.offsets[row + 1])
+    return start + np.flatnonzero(np.asarray(split.token_labels[start:end]) != IGNORE)
 
 
 @dataclass(frozen=True)
@@ -149,7 +228,11 @@ class Batch:
 
 
 def collate(split: EncodedSplit, indices: Sequence[int], label_dtype: torch.dtype) -> Batch:
-    """Pad the chosen rows to their longest length (dynamic padding)."""
+    """Pad the chosen rows to their longest length (dynamic padding).
+
+    Labels are ``[B]`` of ``label_dtype``, or for token labelling ``[B, L]`` class indices with
+    ``IGNORE`` wherever no word starts (and on padding).
+    """
     starts, ends = split.offsets[indices], split.offsets[np.asarray(indices) + 1]
     width = int((ends - starts).max())
     n = len(indices)
@@ -161,14 +244,21 @@ def collate(split: EncodedSplit, indices: Sequence[int], label_dtype: torch.dtyp
         input_ids[row, :length] = split.ids[start:end]
         token_types[row, :length] = split.type_ids[start:end]
         mask[row, :length] = 1
-    labels = torch.from_numpy(np.asarray(split.labels[list(indices)], dtype=np.float64))
+    if split.token_labels is not None:
+        token_labels = np.full((n, width), IGNORE, dtype=np.int64)
+        for row, (start, end) in enumerate(zip(starts, ends, strict=True)):
+            token_labels[row, : int(end - start)] = split.token_labels[start:end]
+        labels = torch.from_numpy(token_labels)
+    else:
+        labels = torch.from_numpy(np.asarray(split.labels[list(indices)], dtype=np.float64))
+        labels = labels.to(label_dtype)
     return Batch(
         task=split.task,
         indices=torch.as_tensor(list(indices), dtype=torch.long),
         input_ids=torch.from_numpy(input_ids),
         attention_mask=torch.from_numpy(mask),
         token_type_ids=torch.from_numpy(token_types),
-        labels=labels.to(label_dtype),
+        labels=labels,
     )
 
 

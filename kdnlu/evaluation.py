@@ -7,9 +7,9 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from kdnlu.data import EncodedSplit, iterate_batches
+from kdnlu.data import EncodedSplit, iterate_batches, word_positions
 from kdnlu.loss import Decoder
-from kdnlu.metrics import compute_metrics, task_average
+from kdnlu.metrics import compute_metrics, compute_token_metrics, task_average
 from kdnlu.model import MultiTaskModel
 from kdnlu.task import Task
 
@@ -33,13 +33,24 @@ def predict_outputs(
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
 ) -> np.ndarray:
-    """Head outputs for every row of ``split``, in row order (float32 numpy)."""
+    """Head outputs for every row of ``split``, in row order (float32 numpy).
+
+    For a token-labelling split the outputs are per token, ``[tokens, C]`` aligned with the
+    split's flat token arrays (row ``i`` is ``outputs[offsets[i]:offsets[i + 1]]``).
+    """
     was_training = model.training
     model.eval()
     outputs: np.ndarray | None = None
     for batch in iterate_batches(split, batch_size, label_dtype(task)):
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits = model(batch.to(device)).float().cpu().numpy()
+        if split.token_level:
+            if outputs is None:
+                outputs = np.zeros((len(split.ids), logits.shape[-1]), dtype=np.float32)
+            for row, index in enumerate(batch.indices.tolist()):
+                start, end = int(split.offsets[index]), int(split.offsets[index + 1])
+                outputs[start:end] = logits[row, : end - start]
+            continue
         if outputs is None:
             outputs = np.zeros((len(split), *logits.shape[1:]), dtype=np.float32)
         outputs[batch.indices.numpy()] = logits
@@ -71,6 +82,23 @@ def to_predictions(
     return scores
 
 
+def word_tags(split: EncodedSplit, token_classes: np.ndarray) -> list[np.ndarray]:
+    """Per row, the class at the first sub-word of each kept word (flat ``token_classes`` are
+    aligned with the split's tokens, e.g. its ``token_labels`` or predicted classes)."""
+    return [np.asarray(token_classes[word_positions(split, row)]) for row in range(len(split))]
+
+
+def token_scores(task: Task, split: EncodedSplit, outputs: np.ndarray) -> dict[str, float]:
+    """Token-labelling metrics of per-token ``outputs`` against the split's word tags."""
+    assert split.token_labels is not None and task.label_names is not None
+    names = task.label_names
+    gold = word_tags(split, split.token_labels)
+    pred = word_tags(split, outputs.argmax(-1))
+    as_tags = [[names[int(i)] for i in row] for row in pred]
+    gold_tags = [[names[int(i)] for i in row] for row in gold]
+    return compute_token_metrics(task.metrics, as_tags, gold_tags)
+
+
 def evaluate(
     model: MultiTaskModel,
     tasks: dict[str, Task],
@@ -89,6 +117,9 @@ def evaluate(
         task_key = split.task
         task = tasks[task_key]
         outputs = predict_outputs(model, task_key, task, split, batch_size, device, amp_dtype)
+        if split.token_level:
+            results[name] = token_scores(task, split, outputs)
+            continue
         decode = (decoders or {}).get(task_key)
         predictions = to_predictions(task, outputs, decode, split.group_ids())
         results[name] = compute_metrics(task.metrics, predictions, split.labels)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -73,6 +73,65 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 }
 CLASSIFICATION_METRICS = ("accuracy", "f1", "mcc")
 REGRESSION_METRICS = ("pearson", "spearman")
+
+
+TOKEN_METRICS = ("span_f1", "token_accuracy")
+
+
+def tag_spans(tags: Sequence[str]) -> set[tuple[int, int, str]]:
+    """Labelled spans ``(start, end, type)`` of one tag sequence (end exclusive).
+
+    ``B-X`` starts a span of type X and ``I-X`` continues it (an ``I-X`` after anything but a
+    span of type X starts one, as CoNLL's evaluation script reads IOB1); ``O`` is outside; any
+    other tag is its own type, a run of equal tags being one span.
+    """
+    spans: set[tuple[int, int, str]] = set()
+    start, kind = 0, None
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, _, rest = tag.partition("-")
+        if tag == "O":
+            new, begins = None, True
+        elif prefix in ("B", "I") and rest:
+            new, begins = rest, prefix == "B" or kind != rest
+        else:
+            new, begins = tag, kind != tag
+        if kind is not None and (begins or new != kind):
+            spans.add((start, i, kind))
+        if begins or new != kind:
+            start, kind = i, new
+    return spans
+
+
+def span_f1(pred: Sequence[Sequence[str]], gold: Sequence[Sequence[str]]) -> float:
+    """Micro F1 (percent) of exactly matching labelled spans over all sequences."""
+    found = correct = expected = 0
+    for p, g in zip(pred, gold, strict=True):
+        p_spans, g_spans = tag_spans(p), tag_spans(g)
+        found, expected = found + len(p_spans), expected + len(g_spans)
+        correct += len(p_spans & g_spans)
+    if correct == 0:
+        return 0.0
+    precision, recall = correct / found, correct / expected
+    return float(200 * precision * recall / (precision + recall))
+
+
+def token_accuracy(pred: Sequence[Sequence[str]], gold: Sequence[Sequence[str]]) -> float:
+    """Percent of words whose tag is right."""
+    pairs = [(a, b) for p, g in zip(pred, gold, strict=True) for a, b in zip(p, g, strict=True)]
+    return float(100 * np.mean([a == b for a, b in pairs])) if pairs else 0.0
+
+
+TOKEN_METRIC_FUNCTIONS = {"span_f1": span_f1, "token_accuracy": token_accuracy}
+
+
+def compute_token_metrics(
+    names: tuple[str, ...], pred: Sequence[Sequence[str]], gold: Sequence[Sequence[str]]
+) -> dict[str, float]:
+    """Token-labelling metrics from per-sentence tag sequences (tag strings)."""
+    unknown = [n for n in names if n not in TOKEN_METRIC_FUNCTIONS]
+    if unknown:
+        raise KeyError(f"unknown token metric(s) {unknown}; known: {', '.join(TOKEN_METRICS)}")
+    return {name: TOKEN_METRIC_FUNCTIONS[name](pred, gold) for name in names}
 
 
 def compute_metrics(names: tuple[str, ...], pred: np.ndarray, gold: np.ndarray) -> dict[str, float]:

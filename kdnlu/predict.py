@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from kdnlu.data import encode_examples
-from kdnlu.evaluation import predict_outputs, to_predictions
+from kdnlu.evaluation import predict_outputs, to_predictions, word_tags
 from kdnlu.rundir import atomic_write, atomic_write_text
 from kdnlu.task import Example, Task
 from kdnlu.trained import TrainedRun
@@ -25,7 +25,19 @@ def format_prediction(task: Task, value: float) -> str:
     return f"{float(value):.3f}"
 
 
-def prediction_lines(task: Task, examples: list[Example], predictions: np.ndarray) -> str:
+def prediction_lines(
+    task: Task, examples: list[Example], predictions: np.ndarray | list[np.ndarray]
+) -> str:
+    """``index<TAB>prediction`` rows; for token labelling, ``word<TAB>tag`` lines with a blank
+    line after each sentence (CoNLL style)."""
+    if task.level == "token":
+        assert task.label_names is not None
+        names = task.label_names
+        sentences = []
+        for ex, tags in zip(examples, predictions, strict=True):
+            pairs = zip(ex.words or (), tags, strict=True)
+            sentences.append("".join(f"{word}\t{names[int(t)]}\n" for word, t in pairs))
+        return "\n".join(sentences)
     rows = ["index\tprediction"]
     rows += [
         f"{ex.uid}\t{format_prediction(task, p)}"
@@ -36,12 +48,23 @@ def prediction_lines(task: Task, examples: list[Example], predictions: np.ndarra
 
 def predict_file(
     run: TrainedRun, key: str, examples: list[Example], batch_size: int, device: torch.device
-) -> np.ndarray:
+) -> np.ndarray | list[np.ndarray]:
+    """Predictions for ``examples``: one per row, or for token labelling one tag index per
+    word (words cut off by ``max_length`` get the tag ``O`` when the task has it, else the
+    first tag; the encoder warns how many there are)."""
     task = run.tasks[key]
     encoded = encode_examples(
         key, run.model.encoder.tokenizer, examples, run.recipe.tasks[key].options.max_length
     )
     outputs = predict_outputs(run.model, key, task, encoded, batch_size, device)
+    if encoded.token_level:
+        assert task.label_names is not None
+        filler = task.label_names.index("O") if "O" in task.label_names else 0
+        tagged = word_tags(encoded, outputs.argmax(-1))
+        return [
+            np.concatenate([tags, np.full(len(ex.words or ()) - len(tags), filler)])
+            for ex, tags in zip(examples, tagged, strict=True)
+        ]
     return to_predictions(task, outputs, run.decoders.get(key), encoded.group_ids())
 
 

@@ -306,17 +306,22 @@ TRAINABLE_TARGETS = {
     "class": "class labels",
     "score": "regression scores",
     "group": "class labels of candidates grouped by their first text",
+    "token": "one class label per word (token labelling)",
 }
 
 
 def _check_loss_fits(key: str, task: Task, loss: ComponentSpec, ctx: Context) -> None:
-    """The loss must take the kind of label the task has (and one the trainer can batch)."""
+    """The loss must take the kind of label the task has."""
     target = getattr(LOSSES.get(loss.name).build(loss.config), "target", None)
-    wanted = "score" if task.label_names is None else "class"
+    if getattr(task, "level", "sequence") == "token":
+        wanted = "token"
+    else:
+        wanted = "score" if task.label_names is None else "class"
     if target is None or target == wanted:
         return
     path: KeyPath = ("tasks", key, "loss", "name")
-    if target == "group" and task.label_names is not None:
+    if target == "group" and wanted == "class":
+        assert task.label_names is not None
         if len(task.label_names) == 2:
             return
         raise ctx.error(
@@ -325,17 +330,10 @@ def _check_loss_fits(key: str, task: Task, loss: ComponentSpec, ctx: Context) ->
             f"class, but task '{task.name}' has {len(task.label_names)} classes; a ranking "
             "loss needs a task with two",
         )
-    if target not in TRAINABLE_TARGETS:
-        raise ctx.error(
-            path,
-            f"tasks.{key}.loss: loss '{loss.name}' needs {target}-level "
-            "batches, which the trainer does not build yet; use a loss for "
-            f"{TRAINABLE_TARGETS[wanted]} such as '{task.default_loss}'",
-        )
     raise ctx.error(
         path,
         f"tasks.{key}.loss: loss '{loss.name}' takes "
-        f"{TRAINABLE_TARGETS[target]}, but task '{task.name}' has "
+        f"{TRAINABLE_TARGETS.get(target, target)}, but task '{task.name}' has "
         f"{TRAINABLE_TARGETS[wanted]}; use e.g. '{task.default_loss}'",
     )
 

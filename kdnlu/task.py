@@ -20,12 +20,18 @@ BAD_ROW_POLICIES: tuple[str, ...] = ("error", "skip")
 
 @dataclass(frozen=True)
 class Example:
-    """One row: one or two texts and a label (class index, float score, or None when hidden)."""
+    """One row: one or two texts and a label (class index, float score, or None when hidden).
+
+    A token-labelling row gives its ``words`` (``text_a`` is them joined by spaces) and one tag
+    class index per word in ``tags`` (None when hidden); its ``label`` is None.
+    """
 
     uid: str
     text_a: str
     text_b: str | None
     label: int | float | None
+    words: tuple[str, ...] | None = None
+    tags: tuple[int, ...] | None = None
 
 
 class BadRows:
@@ -132,6 +138,7 @@ class Task:
     task's head (GLUE's AX diagnostic set is predicted by the MNLI model). ``output_range``
     clips regression predictions (STS-B: 0 to 5). ``absent_splits`` explains splits a task does
     not have (AX has no train split), for the error raised when one is asked for.
+    ``level`` is ``"token"`` for token labelling (one tag per word; ``label_names`` are the tags).
     """
 
     name: str
@@ -147,6 +154,7 @@ class Task:
     extra_predictions: Mapping[str, Path] = field(default_factory=dict)
     output_range: tuple[float, float] | None = None
     absent_splits: Mapping[str, str] = field(default_factory=dict)
+    level: Literal["sequence", "token"] = "sequence"
     description: str = field(default="", compare=False)
 
     @property

@@ -24,7 +24,7 @@ from kdnlu.rundir import staged_dir
 log = logging.getLogger("kdnlu.data")
 
 FORMAT_VERSION = 2
-ARRAYS = ("ids", "type_ids", "offsets", "labels", "groups")
+ARRAYS = ("ids", "type_ids", "offsets", "labels", "groups", "token_labels")
 CACHE_ENV = "KDNLU_CACHE_DIR"
 
 
@@ -107,10 +107,19 @@ class TokenCache:
     def _store(self, folder: Path, split: EncodedSplit, meta: dict[str, Any]) -> None:
         try:
             with staged_dir(folder) as staging:
-                arrays = {name: getattr(split, name) for name in ARRAYS if name != "groups"}
-                for name, array in {**arrays, "groups": split.group_ids()}.items():
+                arrays = {n: getattr(split, n) for n in ("ids", "type_ids", "offsets", "labels")}
+                arrays["groups"] = split.group_ids()
+                arrays["token_labels"] = (
+                    split.token_labels if split.token_level else np.zeros(0, np.int64)
+                )
+                for name, array in arrays.items():
                     np.save(staging / f"{name}.npy", array)
-                meta = {**meta, "rows": len(split), "pad_id": split.pad_id}
+                meta = {
+                    **meta,
+                    "rows": len(split),
+                    "pad_id": split.pad_id,
+                    "token_level": split.token_level,
+                }
                 (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         except OSError:
             if not (folder / "meta.json").is_file():
@@ -126,4 +135,9 @@ class TokenCache:
             raise ValueError("row counts disagree with meta.json")
         if int(arrays["offsets"][-1]) != len(arrays["ids"]):
             raise ValueError("token arrays are truncated")
+        if meta["token_level"]:
+            if len(arrays["token_labels"]) != len(arrays["ids"]):
+                raise ValueError("token labels are truncated")
+        else:
+            arrays["token_labels"] = None
         return EncodedSplit(task=task, pad_id=int(meta["pad_id"]), **arrays)

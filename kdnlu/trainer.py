@@ -89,6 +89,15 @@ def build_model(recipe: Recipe, tasks: dict[str, Task]) -> MultiTaskModel:
         )
         for key, spec in recipe.tasks.items()
     }
+    for key, head in heads.items():
+        level, wanted = getattr(head, "level", "sequence"), tasks[key].level
+        if level != wanted:
+            gives = "one output per token" if level == "token" else "one output per row"
+            needs = "labels every word" if wanted == "token" else "has one label per row"
+            raise KdnluError(
+                f"tasks.{key}.head: head '{recipe.tasks[key].head.name}' gives {gives}, but "
+                f"task '{tasks[key].name}' {needs}; use e.g. head: {tasks[key].default_head}"
+            )
     return MultiTaskModel(encoder, heads)
 
 

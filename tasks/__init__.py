@@ -1,3 +1,3 @@
 """Built-in kdnlu tasks, one module per task family."""
 
-from kdnlu_tasks import generic, glue  # noqa: F401  (import registers)
+from kdnlu_tasks import conll, generic, glue  # noqa: F401  (import registers)

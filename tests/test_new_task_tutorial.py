@@ -20,12 +20,12 @@ def blocks(language: str) -> list[str]:
 
 
 def test_the_tutorial_blocks_this_test_runs() -> None:
-    assert [len(blocks(language)) for language in ("python", "yaml", "text")] == [1, 2, 2]
+    assert [len(blocks(language)) for language in ("python", "yaml", "text")] == [1, 3, 3]
 
 
 def test_no_code_route_recipe_reads_the_sample(tmp_path: Path) -> None:
-    recipe_text, _ = blocks("yaml")
-    sample, _ = blocks("text")
+    recipe_text, _, _ = blocks("yaml")
+    sample, _, _ = blocks("text")
     for split in ("train", "dev", "test"):
         write(tmp_path / "data" / "reviews" / f"{split}.tsv", sample)
     recipe = load_recipe(write(tmp_path / "reviews.yaml", recipe_text))
@@ -42,10 +42,27 @@ def test_no_code_route_recipe_reads_the_sample(tmp_path: Path) -> None:
     assert dict(task.submission) == {"test": "Reviews.tsv"}
 
 
+def test_token_labelling_recipe_reads_the_sample(tmp_path: Path) -> None:
+    _, task_yaml, _ = blocks("yaml")
+    _, sample, _ = blocks("text")
+    for split in ("train", "dev"):
+        write(tmp_path / "data" / "ner" / f"{split}.txt", sample)
+    write(tmp_path / "data" / "ner" / "test.txt", "Anna\nlives\n")
+    recipe_text = "encoder: {name: tiny}\n" + task_yaml
+    recipe = load_recipe(write(tmp_path / "ner.yaml", recipe_text))
+    spec = recipe.tasks["ner"]
+    assert (spec.name, spec.head.name, spec.loss.name) == ("conll", "token", "token_cross_entropy")
+    task = recipe.build_tasks()["ner"]
+    (row,) = task.read("train")
+    assert row.words == ("Anna", "Kowalczyk", "lives", "in", "Warsaw")
+    assert row.tags == (1, 2, 0, 0, 3)
+    assert task.metrics == ("span_f1", "token_accuracy")
+
+
 def test_plugin_route_code_and_recipe_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (code,) = blocks("python")
-    _, recipe_text = blocks("yaml")
-    _, sample = blocks("text")
+    _, _, recipe_text = blocks("yaml")
+    _, _, sample = blocks("text")
     write(tmp_path / "sentiment_task.py", code)
     data = tmp_path / "data" / "sentiment"
     for split in ("train", "dev"):

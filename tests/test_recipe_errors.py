@@ -257,13 +257,13 @@ def test_loss_that_does_not_fit_the_labels(tmp_path: Path) -> None:
     )
 
 
-def test_loss_the_trainer_cannot_batch_yet(tmp_path: Path) -> None:
+def test_loss_of_another_label_level(tmp_path: Path) -> None:
     path = write(
         tmp_path / "r.yaml", TINY_RECIPE.replace("rte: {", "rte: {loss: token_cross_entropy, ")
     )
     assert error_of(path) == (
-        f"{path}:5: tasks.rte.loss: loss 'token_cross_entropy' needs token-level batches, which "
-        "the trainer does not build yet; use a loss for class labels such as 'cross_entropy'"
+        f"{path}:5: tasks.rte.loss: loss 'token_cross_entropy' takes one class label per word "
+        "(token labelling), but task 'rte' has class labels; use e.g. 'cross_entropy'"
     )
 
 

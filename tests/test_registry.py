@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from conftest import GLUE_SAMPLE
+from conftest import GLUE_SAMPLE, REPO
 from kdnlu import discovery
 from kdnlu.errors import RegistryError
 from kdnlu.registry import ENCODERS, HEADS, LOSSES, REGISTRIES, SAMPLERS, TASKS, Registry
@@ -182,6 +182,9 @@ def sample_task(entry, tmp_path):
         train = tmp_path / f"train.{entry.name}"
         train.write_text(text)
         return entry.build(entry.config(train=str(train), labels=("0", "1")))
+    if entry.name == "conll":
+        tags = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG")
+        return entry.build(entry.config(data=str(REPO / "tests/fixtures/conll"), labels=tags))
     return entry.build(data_root=str(GLUE_SAMPLE))
 
 
@@ -196,7 +199,12 @@ def test_task_contract(entry, tmp_path) -> None:
     split = labelled[0] if labelled else task.test_splits[0]
     examples = task.read(split)
     assert examples
-    if labelled:
+    if task.level == "token":  # one tag per word instead of a row label
+        assert all(ex.label is None and ex.words for ex in examples)
+        if labelled:
+            assert all(len(ex.tags) == len(ex.words) for ex in examples)
+            assert {t for ex in examples for t in ex.tags} <= set(range(task.num_outputs))
+    elif labelled:
         assert all(ex.label is not None for ex in examples)
         if task.label_names is not None:
             assert {ex.label for ex in examples} <= set(range(task.num_outputs))
