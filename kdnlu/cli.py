@@ -120,14 +120,27 @@ def format_summary(result: object) -> str:
     minutes, seconds = divmod(int(round(result.seconds)), 60)
     lines = [
         f"finished: {result.steps} steps, {result.epochs} epoch(s) in {minutes}m{seconds:02d}s",
-        "dev metrics:",
     ]
+    if result.metrics:
+        lines.append(f"dev metrics (last evaluation, step {result.steps}):")
     for key, values in result.metrics.items():
         main = result.main_metrics[key]
         rest = "  ".join(f"{n} {v:.2f}" for n, v in values.items() if n != main)
         lines.append(f"  {key:<10} {main} {values[main]:6.2f}   {rest}".rstrip())
+    checkpoints = "checkpoints/last"
+    if result.best_score is not None:
+        checkpoints = "checkpoints/best and last"
+        where = (
+            "the last evaluation"
+            if result.best_step == result.steps
+            else f"step {result.best_step}"
+        )
+        lines.append(
+            f"best {result.best_metric} {result.best_score:.2f} at {where}: checkpoints/best, "
+            "which predict and export use"
+        )
     lines.append(
-        f"run dir: {result.run_dir}  (recipe.yaml, env.json, metrics.jsonl, checkpoints/last, tb/)"
+        f"run dir: {result.run_dir}  (recipe.yaml, env.json, metrics.jsonl, {checkpoints}, tb/)"
     )
     return "\n".join(lines)
 

@@ -142,39 +142,6 @@ def compute_metrics(names: tuple[str, ...], pred: np.ndarray, gold: np.ndarray) 
     return {name: METRICS[name](pred, gold) for name in names}
 
 
-GLUE_SCORE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
-
-
-def glue_score(results: Mapping[str, Mapping[str, float]]) -> float:
-    """The GLUE benchmark score of ``{task: {metric: value}}``: the unweighted mean of task scores.
-
-    This follows the official leaderboard's "Score" column (gluebenchmark.com): each of the
-    nine tasks CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE and WNLI counts once; a task with
-    two metrics (MRPC and QQP: F1 and accuracy; STS-B: Pearson and Spearman) counts as their
-    mean; MNLI counts once, as the mean of its matched and mismatched accuracies; the AX
-    diagnostic set has its own column and is not part of the score. Sources: Wang et al., "GLUE:
-    A Multi-Task Benchmark and Analysis Platform for Natural Language Understanding" (ICLR 2019,
-    arXiv:1804.07461), which defines the benchmark score as the unweighted average over tasks
-    with a multi-metric task's metrics averaged first; and the leaderboard rows (BERT-Large's
-    row reproduces its Score of 80.5 only this way, not with MNLI-m and MNLI-mm counted as two
-    tasks or with AX included).
-
-    Keys are the registered task names (``cola``, ``sst2``, ...). A task scored on several
-    splits may appear once per split as ``task/split`` (as evaluation names do, e.g.
-    ``mnli/dev_matched`` and ``mnli/dev_mismatched``); its score is the mean over those splits.
-    Tasks not present in ``results`` are skipped: the score is the mean over the GLUE tasks
-    that are there, so it equals the leaderboard's only when all nine are. Other keys (``ax``,
-    tasks outside GLUE) are ignored. Raises ``ValueError`` when no GLUE task is present.
-    """
-    glue = {k: v for k, v in results.items() if k.split("/", 1)[0] in GLUE_SCORE_TASKS}
-    if not glue:
-        raise ValueError(
-            f"glue_score: none of the GLUE tasks ({', '.join(GLUE_SCORE_TASKS)}) is in the "
-            f"results (got {', '.join(results) or 'nothing'})"
-        )
-    return task_average(glue)
-
-
 def task_average(results: Mapping[str, Mapping[str, float]]) -> float:
     """Mean over tasks of each task's score, GLUE-style, for any tasks.
 

@@ -8,11 +8,11 @@ from kdnlu.metrics import (
     accuracy,
     compute_metrics,
     f1,
-    glue_score,
     mcc,
     pearson,
     spearman,
 )
+from kdnlu_tasks.glue import glue_score
 
 
 def test_accuracy_and_f1_exact() -> None:

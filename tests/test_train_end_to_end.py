@@ -48,7 +48,14 @@ def test_console_script_writes_the_run_dir(tmp_path: Path) -> None:
     assert "--set" in env["command"]
     assert any(p.name.startswith("events.out.tfevents") for p in (run_dir / "tb").iterdir())
     # the summary names the metrics and the run dir
-    assert "dev metrics:" in proc.stdout and f"run dir: {run_dir}" in proc.stdout
+    assert "dev metrics (last evaluation, step 8):" in proc.stdout
+    assert f"run dir: {run_dir}" in proc.stdout
+    best = json.loads((run_dir / "checkpoints" / "best" / "trainer_state.json").read_text())
+    where = "the last evaluation" if best["step"] == 8 else f"step {best['step']}"
+    assert (
+        f"best average {best['best_score']:.2f} at {where}: checkpoints/best, which predict and "
+        "export use"
+    ) in proc.stdout
     assert "epoch 2: train loss" in proc.stderr
     # the resolved recipe reloads to the same run config
     resolved = load_recipe(run_dir / "recipe.yaml")
