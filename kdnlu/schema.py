@@ -55,6 +55,7 @@ class TrainConfig:
     best_metric: str = "average"
     patience: int | None = None
     seed: int = 13
+    deterministic: bool = False
     log_every: int = 10
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

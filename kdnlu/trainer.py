@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,8 +250,31 @@ def training_groups(
     return groups
 
 
+@contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """With ``enabled``, make torch pick deterministic kernels (and fail on ops that have none)
+    for the duration, so a GPU run repeats bit for bit; the previous settings come back after."""
+    if not enabled:
+        yield
+        return
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to repeat
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.benchmark = before[1]
+
+
 def train(recipe: Recipe, progress: bool = True, callbacks: Sequence[Callback] = ()) -> RunResult:
     """Train ``recipe`` end to end; write everything to a new run directory."""
+    with deterministic_algorithms(recipe.train.deterministic):
+        return _train(recipe, progress, callbacks)
+
+
+def _train(recipe: Recipe, progress: bool, callbacks: Sequence[Callback]) -> RunResult:
     started = time.time()
     cfg = recipe.train
     set_seed(cfg.seed)

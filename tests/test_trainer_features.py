@@ -198,3 +198,24 @@ def test_bad_data_leaves_no_run_dir(tmp_path: Path) -> None:
     with pytest.raises(KdnluError, match="expected 4 tab-separated columns, found 3"):
         train(recipe_with(tmp_path, text=text), progress=False)
     assert not (tmp_path / "runs").exists()
+
+
+def test_deterministic_mode_holds_for_the_run_only(tmp_path: Path) -> None:
+    seen = []
+
+    class Probe(Callback):
+        def on_step_end(self, state, task, loss) -> None:
+            seen.append(torch.are_deterministic_algorithms_enabled())
+
+    recipe = load_recipe(
+        write(tmp_path / "r.yaml", TINY_RECIPE), ["train.max_steps=2", "train.deterministic=true"]
+    )
+    assert not torch.are_deterministic_algorithms_enabled()
+    first = train(recipe, progress=False, callbacks=[Probe()])
+    assert seen == [True, True]
+    assert not torch.are_deterministic_algorithms_enabled()  # restored afterwards
+    second = train(recipe, progress=False)
+    weights = [
+        (r.run_dir / "checkpoints/last/model.safetensors").read_bytes() for r in (first, second)
+    ]
+    assert weights[0] == weights[1]
