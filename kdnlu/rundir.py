@@ -90,6 +90,25 @@ def staged_dir(target: Path, replace: bool = False) -> Iterator[Path]:
         raise
 
 
+def recover_swap(target: Path) -> bool:
+    """Finish a ``staged_dir(replace=True)`` swap that a crash cut between its two renames.
+
+    In that window ``target`` is missing, the old folder is ``.<name>.<id>.retired`` and the new,
+    complete one is ``.<name>.<id>.staging``: the new one becomes ``target`` (or, if it is gone,
+    the old one comes back). Returns whether ``target`` was restored; does nothing when
+    ``target`` exists.
+    """
+    if target.exists():
+        return False
+    for retired in sorted(target.parent.glob(f".{target.name}.*.retired")):
+        staging = retired.with_suffix(".staging")
+        chosen = staging if staging.is_dir() else retired
+        chosen.rename(target)
+        shutil.rmtree(retired, ignore_errors=True)
+        return True
+    return False
+
+
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line (a single write, so a crash never leaves half a record)."""
     with open(path, "a", encoding="utf-8") as fh:

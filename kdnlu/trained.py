@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +11,10 @@ from kdnlu.errors import KdnluError
 from kdnlu.loss import Decoder
 from kdnlu.model import MultiTaskModel
 from kdnlu.recipe import Recipe, load_recipe
+from kdnlu.rundir import recover_swap
 from kdnlu.task import Task
+
+log = logging.getLogger("kdnlu.predict")
 
 
 @dataclass
@@ -33,6 +37,9 @@ def load_trained(run_dir: str | Path, checkpoint: str = "auto") -> TrainedRun:
     from kdnlu.trainer import build_losses, build_model, loss_decoders
 
     run_dir = Path(run_dir)
+    for name in ("best", "last"):
+        if recover_swap(run_dir / "checkpoints" / name):
+            log.warning("%s: finished the interrupted save of checkpoints/%s", run_dir, name)
     if not (run_dir / "recipe.yaml").is_file():
         raise KdnluError(f"{run_dir} is not a run directory: it has no recipe.yaml")
     if checkpoint == "auto":

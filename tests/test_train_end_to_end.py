@@ -142,3 +142,27 @@ def test_failed_write_leaves_the_previous_file(tmp_path: Path) -> None:
         atomic_write(target, half_then_fail)
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_a_save_cut_between_its_renames_is_finished_on_load(tmp_path: Path) -> None:
+    import shutil
+
+    from kdnlu.trained import load_trained
+
+    recipe = load_recipe(write(tmp_path / "r.yaml", TINY_RECIPE), ["train.max_steps=1"])
+    checkpoints = train(recipe, progress=False).run_dir / "checkpoints"
+    last = checkpoints / "last"
+    # the window of staged_dir's swap: old folder renamed aside, new one not yet in place
+    shutil.copytree(last, checkpoints / ".last.x1.staging")
+    last.rename(checkpoints / ".last.x1.retired")
+    (checkpoints / ".last.x1.staging" / "marker").write_text("new")
+    run = load_trained(checkpoints.parent, "last")
+    assert run.checkpoint == last and (last / "marker").read_text() == "new"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best", "last"]
+    # with the new folder gone as well, the old one comes back
+    last.rename(checkpoints / ".last.x2.retired")
+    load_trained(checkpoints.parent, "last")
+    assert (last / "marker").is_file() and sorted(p.name for p in checkpoints.iterdir()) == [
+        "best",
+        "last",
+    ]
