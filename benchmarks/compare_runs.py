@@ -1,9 +1,18 @@
-"""Markdown table of the last dev evaluation of several runs, one row per run.
+"""Markdown tables of the last dev evaluation of runs: one row per run, or arms over seeds.
 
     python benchmarks/compare_runs.py runs/mtdnn_small runs/single_rte runs/single_mrpc ...
 
-Columns are the evaluations found across the runs (each task's metrics averaged, as in the
-GLUE score) and, per run, the average over that run's tasks.
+prints one row per run: the evaluations found across the runs (each task's metrics averaged,
+as in the GLUE score) and the average over that run's tasks.
+
+    python benchmarks/compare_runs.py \\
+        --arm MT-DNN runs/mtdnn_small runs/mtdnn_small_s14 \\
+        --arm single-task runs/single_rte,runs/single_mrpc runs/single_rte_s14,runs/single_mrpc_s14
+
+compares arms: each argument after an arm's name is one seed, given as one run or several runs
+joined by commas (single-task baselines: one run per task, merged into one set of metrics).
+It prints every metric and the task average as mean ± std over the seeds (sample std), the
+per-seed values, and the difference of the first two arms' means.
 """
 
 from __future__ import annotations
@@ -12,25 +21,88 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from kdnlu.metrics import task_average
 
+Results = dict[str, dict[str, float]]
 
-def last_evaluation(run_dir: Path) -> dict[str, dict[str, float]]:
+
+def last_evaluation(run_dir: Path) -> Results:
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return json.loads(lines[-1])["dev"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path)
-    args = parser.parse_args()
-    results = {run.name: last_evaluation(run) for run in args.runs}
+def merged_evaluation(runs: str) -> Results:
+    """The last evaluations of comma-separated runs, merged (an evaluation in two is an error)."""
+    merged: Results = {}
+    for run in runs.split(","):
+        for name, metrics in last_evaluation(Path(run)).items():
+            if name in merged:
+                raise SystemExit(f"evaluation '{name}' appears in two runs of one seed: {runs}")
+            merged[name] = metrics
+    return merged
+
+
+def run_table(runs: list[Path]) -> str:
+    results = {run.name: last_evaluation(run) for run in runs}
     columns = sorted({name for dev in results.values() for name in dev})
-    print("| run | " + " | ".join(columns) + " | average |")
-    print("|" + " --- |" * (len(columns) + 2))
+    lines = ["| run | " + " | ".join(columns) + " | average |", "|" + " --- |" * (len(columns) + 2)]
     for run, dev in results.items():
         cells = [f"{task_average({c: dev[c]}):.2f}" if c in dev else "" for c in columns]
-        print(f"| {run} | " + " | ".join(cells) + f" | {task_average(dev):.2f} |")
+        lines.append(f"| {run} | " + " | ".join(cells) + f" | {task_average(dev):.2f} |")
+    return "\n".join(lines)
+
+
+def mean_std(values: list[float]) -> str:
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{np.mean(values):.2f} ± {std:.2f}"
+
+
+def arm_table(arms: list[tuple[str, list[Results]]]) -> str:
+    """Rows: every task metric, then the average; columns: each arm's mean ± std and seeds."""
+    rows: list[tuple[str, list[list[float]]]] = []
+    tasks = [name for name in arms[0][1][0]]
+    for task in tasks:
+        for metric in arms[0][1][0][task]:
+            rows.append(
+                (f"{task} {metric}", [[seed[task][metric] for seed in seeds] for _, seeds in arms])
+            )
+    rows.append(("average", [[task_average(seed) for seed in seeds] for _, seeds in arms]))
+    header = "| dev metric | " + " | ".join(f"{name} (seeds)" for name, _ in arms)
+    header += " | " + " | ".join(f"{name} mean ± std" for name, _ in arms)
+    diff = len(arms) >= 2
+    header += f" | {arms[0][0]} − {arms[1][0]} |" if diff else " |"
+    lines = [header, "|" + " --- |" * (1 + 2 * len(arms) + diff)]
+    for label, per_arm in rows:
+        seeds = [" / ".join(f"{v:.2f}" for v in values) for values in per_arm]
+        means = [mean_std(values) for values in per_arm]
+        cells = [label, *seeds, *means]
+        if diff:
+            cells.append(f"{np.mean(per_arm[0]) - np.mean(per_arm[1]):+.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="*", type=Path)
+    parser.add_argument(
+        "--arm", nargs="+", action="append", metavar=("NAME", "SEED_RUNS"), default=[]
+    )
+    args = parser.parse_args()
+    if args.arm:
+        arms = [(name, [merged_evaluation(seed) for seed in seeds]) for name, *seeds in args.arm]
+        for name, seeds in arms:
+            if not seeds:
+                parser.error(f"arm '{name}' has no runs")
+            if any(set(seed) != set(arms[0][1][0]) for seed in seeds):
+                parser.error(f"arm '{name}': every seed must have the same evaluations")
+        print(arm_table(arms))
+    if args.runs:
+        print(run_table(args.runs))
+    if not args.arm and not args.runs:
+        parser.error("give run directories, or --arm NAME SEED_RUNS...")
 
 
 if __name__ == "__main__":
