@@ -1,0 +1,427 @@
+"""The teacher logit store: teacher outputs over a task split, on disk, read through memory maps.
+
+One store is a folder for one (teacher ensemble, task, split)::
+
+    header.json                   format, kind, task, split, rows, classes, dtype, teachers,
+                                  fingerprint of the examples, shards with their checksums
+    shard-00000.logits.npy        dense: per-teacher outputs [rows, teachers, classes]
+    shard-00000.topk_ids.npy      top-k: the k most likely classes of the ensemble [rows, k] int32
+    shard-00000.topk_probs.npy    ... their ensemble probabilities [rows, k]
+    shard-00000.rest.npy          ... the probability mass outside the top k [rows] float32
+
+Dense stores keep every teacher's raw outputs (logits, or scores for regression), so the
+temperature is chosen when the student trains; top-k stores keep only the ensemble distribution's
+k largest entries, for vocabulary-sized outputs.
+
+Shards are written one by one, each to a temporary name then renamed, and recorded in
+``progress.json``; ``header.json`` is written last, so a folder without it is an unfinished store
+that never opens, and writing it again resumes after the shards already done. Opening checks the
+header, each shard's shape, dtype and SHA-256, and (when given) the fingerprint, row count, class
+count and dtype the caller expects; the arrays are then read through memory maps, only the rows
+asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from kdnlu import __version__
+from kdnlu.errors import KdnluError
+from kdnlu.rundir import atomic_write, atomic_write_text
+from kdnlu.task import Example
+
+FORMAT_VERSION = 1
+HEADER = "header.json"
+PROGRESS = "progress.json"
+DTYPES = ("float16", "float32")
+DENSE_FILES = ("logits",)
+TOPK_FILES = ("topk_ids", "topk_probs", "rest")
+StoreKind = Literal["dense", "topk"]
+
+
+class StoreError(KdnluError):
+    """A logit store cannot be written or opened, or does not fit the data it should serve."""
+
+
+def fingerprint_examples(examples: Iterable[Example]) -> str:
+    """SHA-256 over the examples in order: ids, texts, labels (and words and tags)."""
+    digest = hashlib.sha256()
+    for ex in examples:
+        row = [ex.uid, ex.text_a, ex.text_b, ex.label, ex.words, ex.tags]
+        digest.update(json.dumps(row, ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """What a store holds; two writes of the same spec are the same store (and may resume)."""
+
+    task: str
+    split: str
+    rows: int
+    classes: int
+    teachers: tuple[str, ...]
+    fingerprint: str
+    kind: StoreKind = "dense"
+    dtype: str = "float16"
+    top_k: int | None = None
+    shard_rows: int = 65536
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise StoreError(f"store dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.kind not in ("dense", "topk"):
+            raise StoreError(f"store kind must be dense or topk, got {self.kind!r}")
+        if self.rows < 1 or self.classes < 1 or self.shard_rows < 1:
+            raise StoreError(
+                f"a store needs rows, classes and shard_rows >= 1; got {self.rows}, "
+                f"{self.classes}, {self.shard_rows}"
+            )
+        if not self.teachers:
+            raise StoreError("a store needs at least one teacher")
+        if self.kind == "topk" and not (self.top_k and 1 <= self.top_k <= self.classes):
+            raise StoreError(f"a top-k store needs 1 <= top_k <= classes, got {self.top_k}")
+        if self.kind == "dense" and self.top_k is not None:
+            raise StoreError("top_k is only for top-k stores")
+
+    @property
+    def shards(self) -> int:
+        return math.ceil(self.rows / self.shard_rows)
+
+    def shard_range(self, shard: int) -> range:
+        return range(shard * self.shard_rows, min(self.rows, (shard + 1) * self.shard_rows))
+
+    def shard_shapes(self, shard: int) -> dict[str, tuple[tuple[int, ...], str]]:
+        """File name part -> (shape, dtype) of one shard's arrays."""
+        n = len(self.shard_range(shard))
+        if self.kind == "dense":
+            return {"logits": ((n, len(self.teachers), self.classes), self.dtype)}
+        k = int(self.top_k or 0)
+        return {
+            "topk_ids": ((n, k), "int32"),
+            "topk_probs": ((n, k), self.dtype),
+            "rest": ((n,), "float32"),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["teachers"] = list(self.teachers)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StoreSpec:
+        data = dict(data)
+        data["teachers"] = tuple(data["teachers"])
+        return cls(**data)
+
+
+def shard_file(folder: Path, shard: int, part: str) -> Path:
+    return folder / f"shard-{shard:05d}.{part}.npy"
+
+
+def _check_shard(
+    folder: Path, spec: StoreSpec, shard: int, sums: dict[str, str], checksums: bool = True
+) -> str | None:
+    """Why shard ``shard`` is not as recorded (None when it is): missing, shape, dtype and, with
+    ``checksums``, content."""
+    for part, (shape, dtype) in spec.shard_shapes(shard).items():
+        path = shard_file(folder, shard, part)
+        if not path.is_file():
+            return f"{path.name} is missing"
+        try:
+            array = np.load(path, mmap_mode="r")
+        except (ValueError, OSError) as exc:
+            return f"{path.name} is not a readable array ({exc})"
+        if array.shape != shape or array.dtype != np.dtype(dtype):
+            return (
+                f"{path.name} holds {array.dtype}{list(array.shape)}, expected "
+                f"{np.dtype(dtype)}{list(shape)}"
+            )
+        del array
+        if not checksums:
+            continue
+        if part not in sums:
+            return f"{path.name} has no recorded checksum"
+        if file_sha256(path) != sums[part]:
+            return f"{path.name} does not match its recorded SHA-256 (the file was changed)"
+    return None
+
+
+class StoreWriter:
+    """Writes a store shard by shard; an interrupted write of the same spec resumes.
+
+    ``pending`` lists the shards still to write; ``write_shard`` stores one; ``finish`` checks
+    every shard and writes ``header.json``, after which the store opens. A folder that holds a
+    different store (finished or not) is refused, never overwritten.
+    """
+
+    def __init__(self, folder: str | Path, spec: StoreSpec) -> None:
+        self.folder, self.spec = Path(folder), spec
+        self.done: dict[int, dict[str, str]] = {}
+        header = self.folder / HEADER
+        if header.is_file():
+            found = _read_json(header)
+            if found.get("spec") != spec.to_json():
+                raise StoreError(
+                    f"{self.folder} already holds a different finished store "
+                    f"({_spec_difference(found.get('spec'), spec)}); write to a new folder or "
+                    "remove it first"
+                )
+            self.done = {int(k): v for k, v in found["shards"].items()}
+            return
+        progress = self.folder / PROGRESS
+        if progress.is_file():
+            found = _read_json(progress)
+            if found.get("spec") != spec.to_json():
+                raise StoreError(
+                    f"{self.folder} holds an unfinished write of a different store "
+                    f"({_spec_difference(found.get('spec'), spec)}); write to a new folder or "
+                    "remove it first"
+                )
+            for key, sums in found["shards"].items():
+                if _check_shard(self.folder, spec, int(key), sums) is None:
+                    self.done[int(key)] = sums
+        elif self.folder.exists() and any(self.folder.iterdir()):
+            raise StoreError(f"{self.folder} exists and is not a logit store; choose a new folder")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._save_progress()
+
+    @property
+    def pending(self) -> list[int]:
+        return [s for s in range(self.spec.shards) if s not in self.done]
+
+    @property
+    def finished(self) -> bool:
+        return (self.folder / HEADER).is_file()
+
+    def write_shard(self, shard: int, arrays: dict[str, np.ndarray]) -> None:
+        """Store one shard's arrays (``logits``; or ``topk_ids``, ``topk_probs``, ``rest``)."""
+        if self.finished:
+            raise StoreError(f"{self.folder} is finished; it takes no more shards")
+        shapes = self.spec.shard_shapes(shard)
+        if set(arrays) != set(shapes):
+            raise StoreError(f"shard {shard} needs arrays {sorted(shapes)}, got {sorted(arrays)}")
+        sums = {}
+        for part, (shape, dtype) in shapes.items():
+            array = np.asarray(arrays[part])
+            if array.shape != shape:
+                raise StoreError(
+                    f"shard {shard}: {part} has shape {list(array.shape)}, expected {list(shape)}"
+                )
+            if not np.isfinite(array).all():
+                raise StoreError(f"shard {shard}: {part} holds NaN or infinite values")
+            path = shard_file(self.folder, shard, part)
+            converted = array.astype(dtype)
+            atomic_write(path, lambda tmp, a=converted: _save_npy(tmp, a))
+            sums[part] = file_sha256(path)
+        self.done[shard] = sums
+        self._save_progress()
+
+    def finish(self) -> LogitStore:
+        """Check every shard and write ``header.json``; returns the opened store."""
+        if not self.finished:
+            if self.pending:
+                raise StoreError(
+                    f"{self.folder}: shards {self.pending} are not written yet; the store is "
+                    "unfinished"
+                )
+            for shard, sums in self.done.items():
+                problem = _check_shard(self.folder, self.spec, shard, sums)
+                if problem:
+                    raise StoreError(f"{self.folder}: shard {shard}: {problem}")
+            header = {
+                "format": FORMAT_VERSION,
+                "kdnlu": __version__,
+                "spec": self.spec.to_json(),
+                "shards": {str(k): v for k, v in sorted(self.done.items())},
+            }
+            atomic_write_text(self.folder / HEADER, json.dumps(header, indent=2) + "\n")
+            (self.folder / PROGRESS).unlink(missing_ok=True)
+        return LogitStore.open(self.folder)
+
+    def _save_progress(self) -> None:
+        progress = {
+            "spec": self.spec.to_json(),
+            "shards": {str(k): v for k, v in sorted(self.done.items())},
+        }
+        atomic_write_text(self.folder / PROGRESS, json.dumps(progress, indent=2) + "\n")
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as fh:  # a file object: np.save would add .npy to the name
+        np.save(fh, array)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{path} is not readable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise StoreError(f"{path} does not hold a JSON object")
+    return data
+
+
+def _spec_difference(found: Any, wanted: StoreSpec) -> str:
+    if not isinstance(found, dict):
+        return "no readable description"
+    diffs = [
+        f"{key} {found.get(key)!r} vs {value!r}"
+        for key, value in wanted.to_json().items()
+        if found.get(key) != value
+    ]
+    return "; ".join(diffs) or "same description"
+
+
+@dataclass
+class LogitStore:
+    """A finished store opened for reading; rows are read through memory maps on demand.
+
+    Safe to pickle into DataLoader workers or other processes: the maps are reopened there.
+    """
+
+    folder: Path
+    spec: StoreSpec
+    shards: dict[int, dict[str, str]]
+    _maps: dict[tuple[int, str], np.ndarray] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(
+        cls,
+        folder: str | Path,
+        *,
+        fingerprint: str | None = None,
+        rows: int | None = None,
+        classes: int | None = None,
+        dtype: str | None = None,
+        verify: bool = True,
+    ) -> LogitStore:
+        """Open a finished store, refusing one that does not fit the given expectations.
+
+        ``verify`` checks every shard's SHA-256 (one streaming read of the files); shapes and
+        dtypes are always checked.
+        """
+        folder = Path(folder)
+        header_path = folder / HEADER
+        if not header_path.is_file():
+            if (folder / PROGRESS).is_file():
+                raise StoreError(
+                    f"{folder} is an unfinished logit store (its write was interrupted); run "
+                    "the same kdnlu-teach command again to finish it"
+                )
+            raise StoreError(f"{folder} is not a logit store: it has no {HEADER}")
+        header = _read_json(header_path)
+        if header.get("format") != FORMAT_VERSION:
+            raise StoreError(
+                f"{header_path}: store format {header.get('format')!r}, this kdnlu reads "
+                f"format {FORMAT_VERSION}"
+            )
+        try:
+            spec = StoreSpec.from_json(header["spec"])
+            shards = {int(k): dict(v) for k, v in header["shards"].items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreError(f"{header_path} is not a valid store header ({exc})") from None
+        if sorted(shards) != list(range(spec.shards)):
+            raise StoreError(f"{header_path} lists shards {sorted(shards)}, expected {spec.shards}")
+        expected = {"fingerprint": fingerprint, "rows": rows, "classes": classes, "dtype": dtype}
+        for key, value in expected.items():
+            if value is not None and getattr(spec, key) != value:
+                what = "examples" if key == "fingerprint" else key
+                raise StoreError(
+                    f"{folder} does not fit this data: its {what} {getattr(spec, key)!r} differ "
+                    f"from the expected {value!r} (task {spec.task}, split {spec.split}); run "
+                    "kdnlu-teach on this data again"
+                )
+        store = cls(folder, spec, shards)
+        for shard in range(spec.shards):
+            problem = _check_shard(folder, spec, shard, shards[shard], checksums=verify)
+            if problem:
+                raise StoreError(f"{folder}: shard {shard}: {problem}; the store is damaged")
+        return store
+
+    def __len__(self) -> int:
+        return self.spec.rows
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"folder": self.folder, "spec": self.spec, "shards": self.shards, "_maps": {}}
+
+    def _map(self, shard: int, part: str) -> np.ndarray:
+        key = (shard, part)
+        if key not in self._maps:
+            self._maps[key] = np.load(shard_file(self.folder, shard, part), mmap_mode="r")
+        return self._maps[key]
+
+    def _gather(self, indices: Sequence[int] | np.ndarray, part: str) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.spec.rows):
+            bad = int(idx[(idx < 0) | (idx >= self.spec.rows)][0])
+            raise IndexError(f"row {bad} is outside the store's {self.spec.rows} rows")
+        shape, dtype = self.spec.shard_shapes(0)[part]
+        out = np.empty((len(idx), *shape[1:]), dtype=dtype)
+        shard_of, row_of = np.divmod(idx, self.spec.shard_rows)
+        for shard in np.unique(shard_of):
+            where = shard_of == shard
+            out[where] = self._map(int(shard), part)[row_of[where]]
+        return out
+
+    def logits(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Per-teacher outputs of the rows, ``[B, teachers, classes]`` float32 (dense stores)."""
+        self._need("dense")
+        return self._gather(indices, "logits").astype(np.float32)
+
+    def ensemble_probs(
+        self, indices: Sequence[int] | np.ndarray, temperature: float = 1.0
+    ) -> np.ndarray:
+        """Mean over teachers of softmax(logits / T), ``[B, classes]`` float32 (dense stores)."""
+        z = self.logits(indices) / temperature
+        z -= z.max(-1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(-1, keepdims=True)
+        return p.mean(1)
+
+    def mean_scores(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Mean over teachers of a one-output (regression) store, ``[B]`` float32."""
+        if self.spec.classes != 1:
+            raise StoreError(f"{self.folder} has {self.spec.classes} classes, not one score")
+        return self.logits(indices)[:, :, 0].mean(1)
+
+    def topk(
+        self, indices: Sequence[int] | np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top-k class ids ``[B, k]`` int32, their probabilities ``[B, k]`` float32 and the mass
+        outside them ``[B]`` (top-k stores)."""
+        self._need("topk")
+        ids = self._gather(indices, "topk_ids")
+        probs = self._gather(indices, "topk_probs").astype(np.float32)
+        return ids, probs, self._gather(indices, "rest")
+
+    def _need(self, kind: str) -> None:
+        if self.spec.kind != kind:
+            raise StoreError(f"{self.folder} is a {self.spec.kind} store, not {kind}")
+
+
+def topk_of(probs: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """The arrays of a top-k shard from full ensemble probabilities ``[rows, classes]``."""
+    ids = np.argpartition(-probs, k - 1, axis=-1)[:, :k]
+    top = np.take_along_axis(probs, ids, -1)
+    order = np.argsort(-top, axis=-1, kind="stable")
+    ids, top = np.take_along_axis(ids, order, -1), np.take_along_axis(top, order, -1)
+    rest = np.clip(1.0 - top.sum(-1), 0.0, 1.0).astype(np.float32)
+    return {"topk_ids": ids.astype(np.int32), "topk_probs": top, "rest": rest}
