@@ -8,6 +8,7 @@ One store is a folder for one (teacher ensemble, task, split)::
     shard-00000.topk_ids.npy      top-k: the k most likely classes of the ensemble [rows, k] int32
     shard-00000.topk_probs.npy    ... their ensemble probabilities [rows, k]
     shard-00000.rest.npy          ... the probability mass outside the top k [rows] float32
+    shard-00000.labels.npy        the gold labels [rows] float32 (NaN where hidden), for statistics
 
 Dense stores keep every teacher's raw outputs (logits, or scores for regression), so the
 temperature is chosen when the student trains; top-k stores keep only the ensemble distribution's
@@ -111,13 +112,15 @@ class StoreSpec:
     def shard_shapes(self, shard: int) -> dict[str, tuple[tuple[int, ...], str]]:
         """File name part -> (shape, dtype) of one shard's arrays."""
         n = len(self.shard_range(shard))
+        labels = {"labels": ((n,), "float32")}
         if self.kind == "dense":
-            return {"logits": ((n, len(self.teachers), self.classes), self.dtype)}
+            return {"logits": ((n, len(self.teachers), self.classes), self.dtype), **labels}
         k = int(self.top_k or 0)
         return {
             "topk_ids": ((n, k), "int32"),
             "topk_probs": ((n, k), self.dtype),
             "rest": ((n,), "float32"),
+            **labels,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -212,7 +215,8 @@ class StoreWriter:
         return (self.folder / HEADER).is_file()
 
     def write_shard(self, shard: int, arrays: dict[str, np.ndarray]) -> None:
-        """Store one shard's arrays (``logits``; or ``topk_ids``, ``topk_probs``, ``rest``)."""
+        """Store one shard's arrays: ``labels`` and ``logits``, or ``labels``, ``topk_ids``,
+        ``topk_probs`` and ``rest``."""
         if self.finished:
             raise StoreError(f"{self.folder} is finished; it takes no more shards")
         shapes = self.spec.shard_shapes(shard)
@@ -225,7 +229,7 @@ class StoreWriter:
                 raise StoreError(
                     f"shard {shard}: {part} has shape {list(array.shape)}, expected {list(shape)}"
                 )
-            if not np.isfinite(array).all():
+            if part != "labels" and not np.isfinite(array).all():
                 raise StoreError(f"shard {shard}: {part} holds NaN or infinite values")
             path = shard_file(self.folder, shard, part)
             converted = array.astype(dtype)
@@ -411,6 +415,14 @@ class LogitStore:
         ids = self._gather(indices, "topk_ids")
         probs = self._gather(indices, "topk_probs").astype(np.float32)
         return ids, probs, self._gather(indices, "rest")
+
+    def labels(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Gold labels of the rows, ``[B]`` float32 (NaN where the data had none)."""
+        return self._gather(indices, "labels")
+
+    def shard_arrays(self, shard: int) -> dict[str, np.ndarray]:
+        """One shard's arrays as memory maps (for streaming over a whole store)."""
+        return {part: self._map(shard, part) for part in self.spec.shard_shapes(shard)}
 
     def _need(self, kind: str) -> None:
         if self.spec.kind != kind:

@@ -42,7 +42,8 @@ def write_dense(folder: Path, s: StoreSpec, logits: np.ndarray, shards=None) -> 
     writer = StoreWriter(folder, s)
     for shard in writer.pending if shards is None else shards:
         rows = s.shard_range(shard)
-        writer.write_shard(shard, {"logits": logits[rows.start : rows.stop]})
+        labels = np.arange(rows.start, rows.stop, dtype=np.float32) % 2
+        writer.write_shard(shard, {"logits": logits[rows.start : rows.stop], "labels": labels})
     return writer
 
 
@@ -53,10 +54,9 @@ def test_dense_round_trip_by_row_index(tmp_path: Path, dtype: str) -> None:
     store = write_dense(tmp_path / "store", s, logits).finish()
     assert sorted(p.name for p in (tmp_path / "store").iterdir()) == [
         "header.json",
-        "shard-00000.logits.npy",
-        "shard-00001.logits.npy",
-        "shard-00002.logits.npy",
+        *[f"shard-0000{i}.{part}.npy" for i in range(3) for part in ("labels", "logits")],
     ]
+    assert store.labels([9, 0, 3]).tolist() == [1.0, 0.0, 1.0]
     order = [9, 0, 4, 3, 3, 7]  # across shards, repeated, unsorted
     expected = logits[order].astype(dtype).astype(np.float32)
     np.testing.assert_array_equal(store.logits(order), expected)
@@ -87,7 +87,8 @@ def test_topk_round_trip_and_rest_mass(tmp_path: Path) -> None:
     writer = StoreWriter(tmp_path / "k", s)
     for shard in writer.pending:
         rows = s.shard_range(shard)
-        writer.write_shard(shard, topk_of(probs[rows.start : rows.stop], 3))
+        labels = np.full(len(rows), np.nan, dtype=np.float32)
+        writer.write_shard(shard, {**topk_of(probs[rows.start : rows.stop], 3), "labels": labels})
     store = writer.finish()
     ids, top, rest = store.topk([7, 1])
     for row, i in enumerate([7, 1]):
@@ -182,13 +183,16 @@ def test_a_different_store_is_never_overwritten(tmp_path: Path) -> None:
 
 def test_bad_shards_are_refused(tmp_path: Path) -> None:
     writer = StoreWriter(tmp_path / "s", spec())
+    labels = np.zeros(4, np.float32)
     with pytest.raises(StoreError, match=r"shard 0: logits has shape \[4, 3, 3\], expected"):
-        writer.write_shard(0, {"logits": np.zeros((4, 3, 3))})
+        writer.write_shard(0, {"logits": np.zeros((4, 3, 3)), "labels": labels})
     bad = np.zeros((4, 3, 2))
     bad[1, 1, 1] = np.nan
     with pytest.raises(StoreError, match="shard 0: logits holds NaN or infinite values"):
-        writer.write_shard(0, {"logits": bad})
-    with pytest.raises(StoreError, match=r"needs arrays \['logits'\], got \['topk_ids'\]"):
+        writer.write_shard(0, {"logits": bad, "labels": labels})
+    with pytest.raises(
+        StoreError, match=r"needs arrays \['labels', 'logits'\], got \['topk_ids'\]"
+    ):
         writer.write_shard(0, {"topk_ids": bad})
 
 
