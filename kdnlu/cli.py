@@ -1,4 +1,5 @@
-"""Command lines: ``kdnlu-train RECIPE`` and ``kdnlu list|check|predict|export``."""
+"""Command lines: ``kdnlu-train RECIPE``, ``kdnlu-teach`` and
+``kdnlu list|check|predict|export|store``."""
 
 from __future__ import annotations
 
@@ -215,6 +216,110 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _teach(args: argparse.Namespace) -> int:
+    setup_logging(args.quiet)
+    from kdnlu.teach import TeachOptions, teach
+
+    options = TeachOptions(
+        splits=tuple(args.splits),
+        dtype=args.dtype,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        device=args.device,
+        checkpoint=args.checkpoint,
+        shard_rows=args.shard_rows,
+    )
+    stores = teach(args.teachers, args.out, args.tasks, options, progress=not args.quiet)
+    print(f"{len(stores)} logit store(s) under {args.out}:")
+    for store in stores:
+        print(f"  {store.folder}  ({store.spec.rows} rows, {len(store.spec.teachers)} teachers)")
+    return 0
+
+
+def teach_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``kdnlu-teach``."""
+    parser = argparse.ArgumentParser(
+        prog="kdnlu-teach",
+        description="Run teacher checkpoints over task data once and write logit stores "
+        "(OUT/<task>/<split>/); an interrupted run continues where it stopped.",
+    )
+    parser.add_argument("teachers", nargs="+", help="run directories of trained teachers")
+    parser.add_argument("--out", required=True, help="folder of the stores")
+    parser.add_argument("--tasks", nargs="+", help="task keys (default: all the teachers share)")
+    parser.add_argument(
+        "--splits",
+        nargs="+",
+        default=["train", "dev"],
+        help="splits to store; dev means each task's evaluation splits (default: train dev)",
+    )
+    parser.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+    parser.add_argument(
+        "--top-k", type=int, help="store the top k of the ensemble distribution instead"
+    )
+    parser.add_argument("--checkpoint", default="auto", choices=["auto", "best", "last"])
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--shard-rows", type=int, default=65536)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    return run_guarded(_teach, parser.parse_args(argv))
+
+
+def format_store(store: object) -> str:
+    """The header and statistics of one store, for ``kdnlu store inspect``."""
+    from kdnlu.store import LogitStore, store_statistics
+
+    assert isinstance(store, LogitStore)
+    spec, stats = store.spec, store_statistics(store)
+    kind = f"top-{spec.top_k}" if spec.kind == "topk" else "dense"
+    lines = [
+        f"store: {store.folder}",
+        f"  task {spec.task}, split {spec.split}: {spec.rows} rows ({stats['labelled_rows']} "
+        f"labelled), {spec.classes} outputs, {kind} {spec.dtype}, {spec.shards} shard(s)",
+        f"  examples fingerprint {spec.fingerprint[:16]}...",
+        "  teachers:",
+    ]
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.2f}"
+
+    per_teacher = stats.get("teacher_accuracy") or stats.get("teacher_pearson")
+    measure = "accuracy" if "teacher_accuracy" in stats else "pearson"
+    for i, teacher in enumerate(spec.teachers):
+        score = f"   {measure} {pct(per_teacher[i])}" if per_teacher else ""
+        lines.append(f"    {i + 1}. {teacher}{score}")
+    if "ensemble_accuracy" in stats:
+        lines.append(
+            f"  ensemble accuracy {pct(stats['ensemble_accuracy'])}, teachers agree on "
+            f"{stats['teacher_agreement']:.2f}% of rows, mean ensemble entropy "
+            f"{stats['mean_ensemble_entropy']:.4f} nats"
+        )
+    elif "ensemble_pearson" in stats:
+        lines.append(
+            f"  ensemble (mean score) pearson {pct(stats['ensemble_pearson'])}, mean spread "
+            f"across teachers {stats['mean_teacher_spread']:.4f}"
+        )
+    else:
+        lines.append(
+            f"  ensemble top-1 accuracy {pct(stats['ensemble_top1_accuracy'])}, mean mass "
+            f"outside the top {spec.top_k} {stats['mean_mass_outside_top_k']:.4f}"
+        )
+    return "\n".join(lines)
+
+
+def _store_inspect(args: argparse.Namespace) -> int:
+    from kdnlu.store import HEADER, LogitStore
+
+    root = Path(args.store)
+    folders = (
+        [root] if (root / HEADER).is_file() else sorted(p.parent for p in root.glob(f"**/{HEADER}"))
+    )
+    if not folders:
+        LogitStore.open(root)  # raises the reason (unfinished, or not a store)
+    print("\n\n".join(format_store(LogitStore.open(f, verify=not args.no_verify)) for f in folders))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``kdnlu``."""
     parser = argparse.ArgumentParser(prog="kdnlu", description="kdnlu tools.")
@@ -246,6 +351,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_export.add_argument("--checkpoint", default="auto", choices=["auto", "best", "last"])
     p_export.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     p_export.set_defaults(func=_export)
+    p_store = sub.add_parser("store", help="teacher logit stores")
+    store_sub = p_store.add_subparsers(dest="store_command", required=True)
+    p_inspect = store_sub.add_parser(
+        "inspect", help="header and statistics of a store (or of every store under a folder)"
+    )
+    p_inspect.add_argument("store", help="a store folder, or a folder of stores")
+    p_inspect.add_argument("--no-verify", action="store_true", help="skip the checksums")
+    p_inspect.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    p_inspect.set_defaults(func=_store_inspect)
     args = parser.parse_args(argv)
     return run_guarded(args.func, args)
 

@@ -437,3 +437,69 @@ def topk_of(probs: np.ndarray, k: int) -> dict[str, np.ndarray]:
     ids, top = np.take_along_axis(ids, order, -1), np.take_along_axis(top, order, -1)
     rest = np.clip(1.0 - top.sum(-1), 0.0, 1.0).astype(np.float32)
     return {"topk_ids": ids.astype(np.int32), "topk_probs": top, "rest": rest}
+
+
+def store_statistics(store: LogitStore) -> dict[str, Any]:
+    """How good and how diverse the teachers are, from one streaming pass over the shards.
+
+    Classification (dense): accuracy of each teacher and of the ensemble (argmax of the mean
+    probabilities) on the rows with a gold label, the share of rows where all teachers pick the
+    same class, and the mean entropy (nats) of the ensemble distribution. Regression (one
+    output): Pearson correlation of each teacher and of the mean with the gold scores, and the
+    mean spread (std) across teachers. Top-k: top-1 accuracy, mean top-k mass outside the top k.
+    """
+    from kdnlu.metrics import pearson
+
+    spec = store.spec
+    teachers = len(spec.teachers)
+    stats: dict[str, Any] = {"rows": spec.rows}
+    labelled = agree = 0
+    correct = np.zeros(teachers + 1)
+    entropy = rest = spread = 0.0
+    scores: list[np.ndarray] = []
+    golds: list[np.ndarray] = []
+    for shard in range(spec.shards):
+        arrays = store.shard_arrays(shard)
+        gold = np.asarray(arrays["labels"], dtype=np.float64)
+        known = ~np.isnan(gold)
+        labelled += int(known.sum())
+        if spec.kind == "topk":
+            ids = np.asarray(arrays["topk_ids"])
+            correct[-1] += int((ids[known, 0] == gold[known]).sum())
+            rest += float(np.asarray(arrays["rest"], dtype=np.float64).sum())
+            continue
+        logits = np.asarray(arrays["logits"], dtype=np.float32)
+        if spec.classes == 1:
+            scores.append(logits[known, :, 0])
+            golds.append(gold[known])
+            spread += float(logits[:, :, 0].std(1).sum())
+            continue
+        z = logits - logits.max(-1, keepdims=True)
+        probs = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+        ensemble = probs.mean(1)
+        picks = logits.argmax(-1)  # [n, teachers]
+        agree += int((picks == picks[:, :1]).all(1).sum())
+        entropy += float(-(ensemble * np.log(np.clip(ensemble, 1e-12, None))).sum())
+        for t in range(teachers):
+            correct[t] += int((picks[known, t] == gold[known]).sum())
+        correct[-1] += int((ensemble[known].argmax(-1) == gold[known]).sum())
+    stats["labelled_rows"] = labelled
+    if spec.kind == "topk":
+        stats["ensemble_top1_accuracy"] = 100 * correct[-1] / labelled if labelled else None
+        stats["mean_mass_outside_top_k"] = rest / spec.rows
+    elif spec.classes == 1:
+        all_scores = np.concatenate(scores) if scores else np.zeros((0, teachers))
+        gold_all = np.concatenate(golds) if golds else np.zeros(0)
+        usable = len(gold_all) > 1
+        stats["teacher_pearson"] = [
+            pearson(all_scores[:, t], gold_all) if usable else None for t in range(teachers)
+        ]
+        stats["ensemble_pearson"] = pearson(all_scores.mean(1), gold_all) if usable else None
+        stats["mean_teacher_spread"] = spread / spec.rows
+    else:
+        per_teacher = [100 * c / labelled if labelled else None for c in correct[:-1]]
+        stats["teacher_accuracy"] = per_teacher
+        stats["ensemble_accuracy"] = 100 * correct[-1] / labelled if labelled else None
+        stats["teacher_agreement"] = 100 * agree / spec.rows
+        stats["mean_ensemble_entropy"] = entropy / spec.rows
+    return stats

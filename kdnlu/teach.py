@@ -1,0 +1,206 @@
+"""``kdnlu-teach``: run teacher checkpoints over task data once, and store their outputs.
+
+The store of task key ``K`` and split ``S`` is the folder ``OUT/K/S`` (see ``kdnlu.store``).
+Every teacher must be a run directory of ``kdnlu-train`` that has the task; all teachers must
+read exactly the same examples (checked by fingerprint) and give as many outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from kdnlu.checkpoint import WEIGHTS
+from kdnlu.data import encode_examples
+from kdnlu.errors import KdnluError
+from kdnlu.evaluation import predict_outputs
+from kdnlu.store import (
+    LogitStore,
+    StoreSpec,
+    StoreWriter,
+    file_sha256,
+    fingerprint_examples,
+    topk_of,
+)
+from kdnlu.task import Example
+from kdnlu.trained import TrainedRun, load_trained
+
+log = logging.getLogger("kdnlu.teach")
+
+
+@dataclass(frozen=True)
+class TeachOptions:
+    """How teachers are run and stored."""
+
+    splits: tuple[str, ...] = ("train", "dev")
+    dtype: str = "float16"
+    top_k: int | None = None
+    batch_size: int = 64
+    device: str = "auto"
+    checkpoint: str = "auto"
+    shard_rows: int = 65536
+
+
+def teacher_identity(run: TrainedRun) -> str:
+    """Run name, checkpoint and a digest of the weights: changes whenever the teacher does."""
+    digest = file_sha256(run.checkpoint / WEIGHTS)[:16]
+    return f"{run.run_dir.name}/{run.checkpoint.name}@{digest}"
+
+
+def teacher_splits(run: TrainedRun, key: str, splits: Sequence[str]) -> list[str]:
+    """The split names to store: ``dev`` stands for the task's evaluation splits."""
+    task = run.tasks[key]
+    names: list[str] = []
+    for split in splits:
+        for name in task.eval_splits if split == "dev" else (split,):
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def check_teachers(runs: Sequence[TrainedRun], tasks: Sequence[str] | None) -> list[str]:
+    """The task keys to teach (all that every teacher has, unless named); refuses tasks whose
+    outputs cannot serve as soft targets (token labelling, ranking)."""
+    from kdnlu.trainer import build_losses
+
+    if tasks:
+        for run in runs:
+            missing = [k for k in tasks if k not in run.tasks]
+            if missing:
+                raise KdnluError(
+                    f"teacher {run.run_dir} has no task {', '.join(missing)}; it has "
+                    f"{', '.join(run.tasks)}"
+                )
+        keys = list(tasks)
+    else:
+        keys = [k for k in runs[0].tasks if all(k in r.tasks for r in runs)]
+        if not keys:
+            raise KdnluError("the teachers share no task")
+    for run in runs:
+        losses = build_losses(run.recipe)
+        for key in keys:
+            if run.tasks[key].level == "token":
+                raise KdnluError(
+                    f"teacher {run.run_dir}: task {key} labels tokens; its outputs are per token "
+                    "and the logit store holds one row per example"
+                )
+            if losses[key].target == "group":
+                raise KdnluError(
+                    f"teacher {run.run_dir}: task {key} is trained with a ranking loss; its "
+                    "scores rank candidates and are no class distribution to distill"
+                )
+    return keys
+
+
+def _read(run: TrainedRun, key: str, split: str) -> list[Example]:
+    return run.tasks[key].read(split, on_bad_row=run.recipe.tasks[key].options.on_bad_row)
+
+
+def teach(
+    teacher_dirs: Sequence[str | Path],
+    out: str | Path,
+    tasks: Sequence[str] | None = None,
+    options: TeachOptions = TeachOptions(),
+    progress: bool = True,
+) -> list[LogitStore]:
+    """Write (or finish) the store of every task and split; returns the finished stores."""
+    from kdnlu.trainer import pick_device
+
+    if not teacher_dirs:
+        raise KdnluError("give at least one teacher run directory")
+    runs = [load_trained(d, options.checkpoint) for d in teacher_dirs]
+    keys = check_teachers(runs, tasks)
+    device = pick_device(options.device)
+    for run in runs:
+        run.model.to(device)
+    identities = tuple(teacher_identity(run) for run in runs)
+    if len(set(identities)) != len(identities):
+        raise KdnluError("the same teacher checkpoint is given twice: " + ", ".join(identities))
+    stores = []
+    for key in keys:
+        for split in teacher_splits(runs[0], key, options.splits):
+            stores.append(
+                _teach_split(runs, identities, key, split, Path(out), options, device, progress)
+            )
+    return stores
+
+
+def _teach_split(
+    runs: Sequence[TrainedRun],
+    identities: tuple[str, ...],
+    key: str,
+    split: str,
+    out: Path,
+    options: TeachOptions,
+    device: torch.device,
+    progress: bool,
+) -> LogitStore:
+    examples = _read(runs[0], key, split)
+    fingerprint = fingerprint_examples(examples)
+    for run in runs[1:]:
+        if fingerprint_examples(_read(run, key, split)) != fingerprint:
+            raise KdnluError(
+                f"teachers {runs[0].run_dir} and {run.run_dir} read different {key} {split} "
+                "examples (is their data_root the same?); a store needs one set of examples"
+            )
+    from kdnlu.trainer import build_losses, head_outputs
+
+    widths = {head_outputs(run.tasks[key], build_losses(run.recipe)[key]) for run in runs}
+    if len(widths) != 1:
+        raise KdnluError(f"the teachers' {key} heads give different numbers of outputs: {widths}")
+    classes = widths.pop()
+    spec = StoreSpec(
+        task=key,
+        split=split,
+        rows=len(examples),
+        classes=classes,
+        teachers=identities,
+        fingerprint=fingerprint,
+        kind="topk" if options.top_k else "dense",
+        dtype=options.dtype,
+        top_k=options.top_k,
+        shard_rows=options.shard_rows,
+    )
+    folder = out / key / split
+    writer = StoreWriter(folder, spec)
+    pending = writer.pending
+    if len(pending) < spec.shards:
+        done = spec.shards - len(pending)
+        log.info("%s: resuming, %d of %d shards already written", folder, done, spec.shards)
+    bar = tqdm(total=len(pending), desc=f"{key}/{split}", unit="shard", disable=not progress)
+    for shard in pending:
+        rows = spec.shard_range(shard)
+        chunk = examples[rows.start : rows.stop]
+        outputs = np.stack([_outputs(run, key, chunk, options, device) for run in runs], axis=1)
+        labels = np.array(
+            [np.nan if ex.label is None else float(ex.label) for ex in chunk], dtype=np.float32
+        )
+        if spec.kind == "topk":
+            z = outputs - outputs.max(-1, keepdims=True)
+            probs = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+            arrays = {**topk_of(probs.mean(1), int(spec.top_k or 0)), "labels": labels}
+        else:
+            arrays = {"logits": outputs, "labels": labels}
+        writer.write_shard(shard, arrays)
+        bar.update(1)
+    bar.close()
+    store = writer.finish()
+    log.info("%s: %d rows x %d teachers x %d outputs", folder, spec.rows, len(runs), classes)
+    return store
+
+
+def _outputs(
+    run: TrainedRun, key: str, examples: list[Example], options: TeachOptions, device: torch.device
+) -> np.ndarray:
+    encoded = encode_examples(
+        key, run.model.encoder.tokenizer, examples, run.recipe.tasks[key].options.max_length
+    )
+    task = run.tasks[key]
+    outputs = predict_outputs(run.model, key, task, encoded, options.batch_size, device)
+    return outputs.reshape(len(examples), -1)
