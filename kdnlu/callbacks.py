@@ -24,6 +24,14 @@ class TrainState:
     evaluations_without_improvement: int = 0
     should_stop: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    scalars: dict[str, list[float]] = field(default_factory=dict)
+    window_scalars: dict[str, list[float]] = field(default_factory=dict)
+
+    def log_scalar(self, name: str, value: float) -> None:
+        """Record a training value; the trainer writes its means to tensorboard (``train/NAME``,
+        every ``log_every`` steps) and to metrics.jsonl (``train_scalars``, at each evaluation)."""
+        self.scalars.setdefault(name, []).append(value)
+        self.window_scalars.setdefault(name, []).append(value)
 
 
 class Callback:

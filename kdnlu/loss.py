@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-LOSS_TARGETS = ("class", "score", "group", "token")
+LOSS_TARGETS = ("class", "score", "group", "token", "soft")
 
 
 Decoder = Callable[[np.ndarray, np.ndarray], np.ndarray]

@@ -23,7 +23,7 @@ from kdnlu.config import (
 )
 from kdnlu.errors import KdnluError, RecipeError, RegistryError
 from kdnlu.registry import ENCODERS, HEADS, LOSSES, SAMPLERS, TASKS, Registry
-from kdnlu.schema import RecipeHeader, TaskOptions, TrainConfig
+from kdnlu.schema import DistillConfig, RecipeHeader, TaskOptions, TrainConfig
 from kdnlu.task import Task
 from kdnlu.yaml_source import KeyPath, Location, format_key_path, load_yaml_with_locations
 
@@ -77,6 +77,7 @@ class Recipe:
     output_dir: str = "runs"
     cache_dir: str | None = None
     imports: tuple[str, ...] = ()
+    distill: DistillConfig | None = None
     source: str = field(default="", compare=False)
 
     def build_tasks(self) -> dict[str, Task]:
@@ -93,6 +94,7 @@ class Recipe:
             "tasks": {key: spec.to_dict() for key, spec in self.tasks.items()},
             "sampler": self.sampler.to_dict(),
             "train": to_plain(self.train),
+            **({"distill": to_plain(self.distill)} if self.distill else {}),
         }
 
     def to_yaml(self) -> str:
@@ -110,6 +112,7 @@ TOP_LEVEL_KEYS = (
     "tasks",
     "sampler",
     "train",
+    "distill",
 )
 DEFAULT_SAMPLER = "mtdnn"
 COMPONENT_KEYS = ("encoder", "sampler", "head", "loss")
@@ -307,6 +310,7 @@ TRAINABLE_TARGETS = {
     "score": "regression scores",
     "group": "class labels of candidates grouped by their first text",
     "token": "one class label per word (token labelling)",
+    "soft": "teacher probability distributions (it serves as distill.soft_loss)",
 }
 
 
@@ -336,6 +340,32 @@ def _check_loss_fits(key: str, task: Task, loss: ComponentSpec, ctx: Context) ->
         f"{TRAINABLE_TARGETS.get(target, target)}, but task '{task.name}' has "
         f"{TRAINABLE_TARGETS[wanted]}; use e.g. '{task.default_loss}'",
     )
+
+
+def _check_distill(
+    distill: DistillConfig, tasks: dict[str, TaskSpec], ctx: Context, check_files: bool
+) -> None:
+    """Distilled tasks must be the recipe's, the soft loss a soft-target loss, the store there."""
+    for i, key in enumerate(distill.tasks):
+        if key not in tasks:
+            raise ctx.error(
+                ("distill", "tasks", i),
+                f"distill.tasks: '{key}' is not a task of this recipe ({', '.join(tasks)})",
+            )
+    entry = _lookup(LOSSES, distill.soft_loss, ("distill", "soft_loss"), ctx)
+    if getattr(entry.build(), "target", None) != "soft":
+        raise ctx.error(
+            ("distill", "soft_loss"),
+            f"distill.soft_loss: loss '{distill.soft_loss}' does not take soft targets; use "
+            "e.g. soft_cross_entropy",
+        )
+    store = Path(str(distill.store))
+    if check_files and not store.is_dir():
+        raise ctx.error(
+            ("distill", "store"),
+            f"distill.store: {store} does not exist; write it with kdnlu-teach TEACHER_RUNS... "
+            f"--out {store}",
+        )
 
 
 def _validate(
@@ -381,6 +411,10 @@ def _validate(
         )
     sampler = _component(SAMPLERS, raw.get("sampler"), ("sampler",), ctx, DEFAULT_SAMPLER)
     train = build_dataclass(TrainConfig, raw.get("train"), ("train",), ctx)
+    distill = None
+    if raw.get("distill") is not None:
+        distill = build_dataclass(DistillConfig, raw["distill"], ("distill",), ctx)
+        _check_distill(distill, tasks, ctx, check_files)
     return Recipe(
         name=header.name,
         encoder=encoder,
@@ -391,5 +425,6 @@ def _validate(
         output_dir=header.output_dir,
         cache_dir=header.cache_dir,
         imports=imports,
+        distill=distill,
         source=source,
     )

@@ -85,6 +85,49 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """Knowledge distillation from teacher logit stores (docs/distillation.md).
+
+    For each distilled task the loss is ``alpha * hard + (1 - alpha) * T^2 * soft``: ``hard`` is
+    the task's own loss on gold labels, ``soft`` the ``soft_loss`` between the student's
+    outputs / T and the mean over teachers of softmax(teacher outputs / T); a regression task
+    uses the MSE to the teachers' mean score instead (without T). ``alpha_final`` and
+    ``temperature_final`` make alpha and T move linearly from their start to these values over
+    the run's steps.
+    """
+
+    store: str | None = path_field(None)
+    tasks: tuple[str, ...] = ()
+    alpha: float = 0.5
+    temperature: float = 1.0
+    alpha_final: float | None = None
+    temperature_final: float | None = None
+    soft_loss: str = "soft_cross_entropy"
+
+    def __post_init__(self) -> None:
+        if self.store is None:
+            raise FieldError("store", "is required: the folder kdnlu-teach wrote (--out)")
+        for key in ("alpha", "alpha_final"):
+            value = getattr(self, key)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise FieldError(key, f"must be in [0, 1], got {value}")
+        for key in ("temperature", "temperature_final"):
+            value = getattr(self, key)
+            if value is not None and not value > 0:
+                raise FieldError(key, f"must be > 0, got {value}")
+
+    def at(self, progress: float) -> tuple[float, float]:
+        """Alpha and temperature after ``progress`` (0 to 1) of the run."""
+        alpha = self.alpha
+        if self.alpha_final is not None:
+            alpha += (self.alpha_final - self.alpha) * progress
+        temperature = self.temperature
+        if self.temperature_final is not None:
+            temperature += (self.temperature_final - self.temperature) * progress
+        return alpha, temperature
+
+
+@dataclass(frozen=True)
 class RecipeHeader:
     """Top-level scalar keys of a recipe."""
 

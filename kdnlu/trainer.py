@@ -300,6 +300,11 @@ def _train(recipe: Recipe, progress: bool, callbacks: Sequence[Callback]) -> Run
         batch_rng,
         groups=training_groups(train_splits, losses),
     )
+    if recipe.distill is not None:
+        from kdnlu.distill import Distiller, open_stores
+
+        stores = open_stores(recipe, tasks, train_splits, losses)
+        callbacks = [Distiller(recipe, stores), *callbacks]
 
     try:
         batches_per_epoch = len(sampler.epoch(batches.counts(), random.Random(0)))
@@ -349,11 +354,18 @@ def _train(recipe: Recipe, progress: bool, callbacks: Sequence[Callback]) -> Run
             state.evaluations_without_improvement = 0
         elif score is not None:
             state.evaluations_without_improvement += 1
+        window_scalars = dict(state.window_scalars)
+        state.window_scalars.clear()
         record = {
             "epoch": state.epoch,
             "step": state.step,
             "train_loss": epoch_loss,
             "train_loss_per_task": {k: float(np.mean(v)) for k, v in window.items() if v},
+            **(
+                {"train_scalars": {k: float(np.mean(v)) for k, v in window_scalars.items()}}
+                if window_scalars
+                else {}
+            ),
             "dev": metrics,
             "score": score,
             "best_score": state.best_score,
@@ -455,6 +467,9 @@ def _train(recipe: Recipe, progress: bool, callbacks: Sequence[Callback]) -> Run
                         writer.add_scalar(f"train/loss/{task_key}", np.mean(values), state.step)
                 logged = defaultdict(list)
                 writer.add_scalar("train/lr", scheduler.get_last_lr()[0], state.step)
+                for name, values in state.scalars.items():
+                    writer.add_scalar(f"train/{name}", np.mean(values), state.step)
+                state.scalars.clear()
             if cfg.eval_every is not None and state.step % cfg.eval_every == 0:
                 run_evaluation(None, window)
                 window = defaultdict(list)

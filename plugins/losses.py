@@ -8,6 +8,7 @@ Every loss is a ``Loss`` whose ``target`` says which labels it takes:
 | ``score`` | ``[B, 1]`` or ``[B]`` | numbers ``[B]`` |
 | ``group`` | ``[B, 1]`` or ``[B]``, one score per candidate | class indices ``[B]``, in groups |
 | ``token`` | ``[B, L, C]`` | class indices ``[B, L]``, ``ignore_index`` where unlabelled |
+| ``soft`` | ``[B, C]`` | probability distributions ``[B, C]`` (teacher soft targets) |
 
 A loss may also say how head outputs become class predictions (``decode``): the ranking loss
 scores candidates against each other, so its predictions depend on the candidate groups.
@@ -185,3 +186,18 @@ def ranking(config: RankingConfig) -> Loss:
         group_size=size,
         positive_label=config.positive_label,
     )
+
+
+@LOSSES.register("soft_cross_entropy")
+def soft_cross_entropy_loss(config: NoConfig) -> Loss:
+    """Cross-entropy against probability targets, mean over rows (the distillation soft loss)."""
+
+    def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if logits.ndim != 2 or targets.shape != logits.shape:
+            raise ValueError(
+                f"soft_cross_entropy expects logits [B, C] and targets [B, C]; got logits "
+                f"{shape_of(logits)} and targets {shape_of(targets)}"
+            )
+        return -(targets * logits.log_softmax(-1)).sum(-1).mean()
+
+    return Loss("soft", soft_cross_entropy)

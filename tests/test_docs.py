@@ -3,11 +3,12 @@
 from conftest import REPO
 from kdnlu.config import config_fields
 from kdnlu.recipe import TOP_LEVEL_KEYS, TaskOptions, TrainConfig
+from kdnlu.schema import DistillConfig
 
 
 def test_recipe_reference_lists_every_key() -> None:
     text = (REPO / "docs" / "recipes.md").read_text()
-    for cls in (TrainConfig, TaskOptions):
+    for cls in (TrainConfig, TaskOptions, DistillConfig):
         for f, _ in config_fields(cls):
             assert f"| `{f.name}` |" in text, f.name
     for key in TOP_LEVEL_KEYS:

@@ -230,4 +230,24 @@ def test_token_cross_entropy_checks_shapes() -> None:
 def test_loss_target_must_be_known() -> None:
     with pytest.raises(ValueError) as err:
         Loss("pairs", lambda z, y: z.sum())
-    assert str(err.value) == "loss target must be one of class, score, group, token, got 'pairs'"
+    assert (
+        str(err.value) == "loss target must be one of class, score, group, token, soft, got 'pairs'"
+    )
+
+
+def test_soft_cross_entropy() -> None:
+    logits = torch.randn(4, 3)
+    targets = torch.softmax(torch.randn(4, 3), -1)
+    loss = build("soft_cross_entropy")
+    assert loss.target == "soft"
+
+    def reference(z: torch.Tensor) -> torch.Tensor:
+        return -(targets * torch.log(torch.softmax(z, -1))).sum(-1).mean()
+
+    assert_same(lambda z: loss(z, targets), reference, logits)
+    _, grad = value_and_grad(lambda z: loss(z, targets), logits)
+    torch.testing.assert_close(grad, (logits.softmax(-1) - targets) / 4)
+    with pytest.raises(
+        ValueError, match=r"^soft_cross_entropy expects logits \[B, C\] and targets"
+    ):
+        loss(logits, targets[:, :2])

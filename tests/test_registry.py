@@ -141,6 +141,8 @@ def loss_inputs(target: str) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.randn(5, 1, requires_grad=True), torch.tensor([0.5, 4.0, 2.5, 1.0, 3.0])
     if target == "group":  # three groups of the default group_size 2
         return torch.randn(6, 1, requires_grad=True), torch.tensor([0, 1, 1, 0, 0, 1])
+    if target == "soft":
+        return torch.randn(5, 3, requires_grad=True), torch.softmax(torch.randn(5, 3), -1)
     assert target == "token"
     labels = torch.tensor([[0, 2, 1, -100], [1, 1, -100, -100]])
     return torch.randn(2, 4, 3, requires_grad=True), labels
@@ -149,7 +151,7 @@ def loss_inputs(target: str) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("entry", list(LOSSES), ids=lambda e: e.name)
 def test_loss_contract(entry) -> None:
     loss_fn = entry.build()
-    assert loss_fn.target in ("class", "score", "group", "token")
+    assert loss_fn.target in ("class", "score", "group", "token", "soft")
     logits, labels = loss_inputs(loss_fn.target)
     loss = loss_fn(logits, labels)
     assert loss.ndim == 0 and torch.isfinite(loss)

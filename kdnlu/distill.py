@@ -1,0 +1,113 @@
+"""Distillation into the multi-task student: teacher soft targets from logit stores, mixed into
+each distilled task's loss through the trainer's ``on_loss`` hook.
+
+For a distilled task with classes the loss of a batch is
+
+    alpha * hard + (1 - alpha) * T^2 * soft_loss(student_logits / T, mean_t softmax(teacher_t / T))
+
+and for a regression task ``alpha * hard + (1 - alpha) * mse(student_score, mean_t teacher_t)``.
+``hard`` is the task's own loss on gold labels. Teacher rows are read from the store by the
+batch's example indices, so they follow any shuffling, bucketing and task sampling.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from kdnlu.callbacks import Callback, TrainState
+from kdnlu.data import Batch, EncodedSplit
+from kdnlu.errors import KdnluError
+from kdnlu.loss import Loss
+from kdnlu.recipe import Recipe
+from kdnlu.registry import LOSSES
+from kdnlu.store import LogitStore, StoreError, fingerprint_examples
+from kdnlu.task import Task
+
+log = logging.getLogger("kdnlu.train")
+
+
+class Distiller(Callback):
+    """Replaces each distilled task's loss with the mix of hard and soft losses."""
+
+    def __init__(self, recipe: Recipe, stores: dict[str, LogitStore]) -> None:
+        assert recipe.distill is not None
+        self.config = recipe.distill
+        self.stores = stores
+        self.regression = {key: store.spec.classes == 1 for key, store in stores.items()}
+        self.soft_loss = LOSSES.get(self.config.soft_loss).build()
+
+    def on_loss(
+        self, state: TrainState, batch: Batch, logits: torch.Tensor, loss: torch.Tensor
+    ) -> torch.Tensor:
+        store = self.stores.get(batch.task)
+        if store is None:
+            return loss
+        alpha, temperature = self.config.at(state.step / max(1, state.total_steps))
+        rows = batch.indices.numpy()
+        logits = logits.float()
+        if self.regression[batch.task]:
+            target = torch.from_numpy(store.mean_scores(rows)).to(logits.device)
+            soft = F.mse_loss(logits.reshape(-1), target)
+        else:
+            probs = store.ensemble_probs(rows, temperature)
+            target = torch.from_numpy(probs).to(logits.device)
+            soft = temperature**2 * self.soft_loss(logits / temperature, target)
+        state.log_scalar(f"distill/{batch.task}/hard", float(loss.detach()))
+        state.log_scalar(f"distill/{batch.task}/soft", float(soft.detach()))
+        return alpha * loss + (1 - alpha) * soft
+
+    def on_train_start(self, state: TrainState, model: torch.nn.Module) -> None:
+        c = self.config
+        schedule = ""
+        if c.alpha_final is not None or c.temperature_final is not None:
+            schedule = f" -> alpha {c.at(1.0)[0]:g}, T {c.at(1.0)[1]:g} by the last step"
+        log.info(
+            "distilling %s from %s (alpha %g, T %g%s)",
+            ", ".join(self.stores),
+            c.store,
+            c.alpha,
+            c.temperature,
+            schedule,
+        )
+
+
+def open_stores(
+    recipe: Recipe, tasks: dict[str, Task], splits: dict[str, EncodedSplit], losses: dict[str, Loss]
+) -> dict[str, LogitStore]:
+    """The training-split store of every distilled task, checked against the student's data."""
+    from kdnlu.trainer import head_outputs
+
+    config = recipe.distill
+    assert config is not None
+    root = Path(str(config.store))
+    keys = list(config.tasks) or [k for k in tasks if (root / k / "train").is_dir()]
+    if not keys:
+        raise KdnluError(
+            f"distill.store {root} has no store for any task of this recipe "
+            f"({', '.join(tasks)}); kdnlu-teach writes <store>/<task>/train"
+        )
+    stores = {}
+    for key in keys:
+        task, spec = tasks[key], recipe.tasks[key]
+        if losses[key].target not in ("class", "score"):
+            raise KdnluError(
+                f"distill.tasks: task {key} is trained with a {losses[key].target}-level loss; "
+                "only classification and regression tasks can be distilled"
+            )
+        examples = task.read("train", on_bad_row=spec.options.on_bad_row)
+        try:
+            store = LogitStore.open(
+                root / key / "train",
+                fingerprint=fingerprint_examples(examples),
+                rows=len(examples),
+                classes=head_outputs(task, losses[key]),
+            )
+        except StoreError as exc:
+            raise KdnluError(f"distill: task {key}: {exc}") from None
+        assert len(splits[key]) <= len(store)
+        stores[key] = store
+    return stores
