@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Iterator, Sequence
@@ -25,7 +26,10 @@ class EncodedSplit:
 
     The arrays may be numpy memmaps of the token cache: rows are read only when batched.
     Token-labelling splits have ``token_labels`` aligned with ``ids``: the tag of a word at its
-    first sub-word token, ``UNKNOWN_TAG`` there when the tag is hidden, ``IGNORE`` elsewhere.
+    first sub-word token, ``UNKNOWN_TAG`` there when the tag is hidden, ``IGNORE`` elsewhere;
+    ``word_ids`` (set when freshly encoded, not from the token cache) gives the word's index in
+    its row at the same positions and -1 elsewhere. ``notes`` are warnings about the encoding
+    (words cut off), kept with the cache entry so they are repeated when it is reused.
     Labels are NaN where hidden (test splits). ``groups`` numbers the candidate groups: rows that
     share their first text (a question and its candidate answers) share a group number, the
     groups numbered in order of first appearance; None means every row is alone.
@@ -39,6 +43,8 @@ class EncodedSplit:
     pad_id: int
     groups: np.ndarray | None = None
     token_labels: np.ndarray | None = None
+    word_ids: np.ndarray | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def token_level(self) -> bool:
@@ -66,6 +72,8 @@ class EncodedSplit:
             self.pad_id,
             None if self.groups is None else self.groups[:limit],
             None if self.token_labels is None else self.token_labels[:end],
+            None if self.word_ids is None else self.word_ids[:end],
+            self.notes,
         )
 
     def group_ids(self) -> np.ndarray:
@@ -134,7 +142,6 @@ def _flat_split(
     enc: Any,
     labels: np.ndarray,
     groups: np.ndarray,
-    token_labels: np.ndarray | None = None,
 ) -> EncodedSplit:
     rows = len(enc["input_ids"])
     lengths = np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=rows)
@@ -147,8 +154,7 @@ def _flat_split(
         offsets=offsets,
         labels=labels,
         pad_id=int(tokenizer.pad_token_id or 0),
-        groups=groups,
-        token_labels=token_labels,
+        groups=groups.astype(np.int64),
     )
 
 
@@ -170,30 +176,47 @@ def encode_words(
         return_token_type_ids=True,
     )
     token_labels: list[int] = []
-    cut = 0
+    word_ids: list[int] = []
+    cut = empty = 0
     for row, ex in enumerate(examples):
+        words = ex.words or ()
         seen: set[int] = set()
         for word in enc.word_ids(row):
             if word is None or word in seen:
                 token_labels.append(IGNORE)
+                word_ids.append(-1)
                 continue
             seen.add(word)
             token_labels.append(UNKNOWN_TAG if ex.tags is None else ex.tags[word])
-        cut += len(ex.words or ()) - len(seen)
+            word_ids.append(word)
+        if len(seen) < len(words):  # rare: find which words made no token at all
+            last = max(seen, default=-1)
+            missing = [w for w in range(len(words)) if w not in seen]
+            blank = [w for w in missing if w < last or not tokenizer.tokenize(words[w])]
+            empty += len(blank)
+            cut += len(missing) - len(blank)
+    notes = []
+    total = sum(len(ex.words or ()) for ex in examples)
     if cut:
-        total = sum(len(ex.words or ()) for ex in examples)
-        log.warning(
-            "%s: %d of %d words lie beyond max_length %d tokens and are neither trained on nor "
-            "scored (raise the task's max_length to keep them)",
-            task,
-            cut,
-            total,
-            max_length,
+        notes.append(
+            f"{task}: {cut} of {total} words lie beyond max_length {max_length} tokens and are "
+            "neither trained on nor scored (raise the task's max_length to keep them)"
         )
-    labels = np.full(len(examples), np.nan)
-    groups = np.arange(len(examples), dtype=np.int64)
-    return _flat_split(
-        task, tokenizer, enc, labels, groups, np.asarray(token_labels, dtype=np.int64)
+    if empty:
+        notes.append(
+            f"{task}: {empty} of {total} words give no token at all (e.g. only control or "
+            "zero-width characters) and are neither trained on nor scored"
+        )
+    for note in notes:
+        log.warning(note)
+    split = _flat_split(
+        task, tokenizer, enc, np.full(len(examples), np.nan), np.arange(len(examples))
+    )
+    return dataclasses.replace(
+        split,
+        token_labels=np.asarray(token_labels, dtype=np.int64),
+        word_ids=np.asarray(word_ids, dtype=np.int64),
+        notes=tuple(notes),
     )
 
 

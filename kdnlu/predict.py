@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdnlu.data import encode_examples
-from kdnlu.evaluation import predict_outputs, to_predictions, word_tags
+from kdnlu.data import encode_examples, word_positions
+from kdnlu.evaluation import predict_outputs, to_predictions
 from kdnlu.rundir import atomic_write, atomic_write_text
 from kdnlu.task import Example, Task
 from kdnlu.trained import TrainedRun
@@ -37,7 +37,7 @@ def prediction_lines(
         for ex, tags in zip(examples, predictions, strict=True):
             pairs = zip(ex.words or (), tags, strict=True)
             sentences.append("".join(f"{word}\t{names[int(t)]}\n" for word, t in pairs))
-        return "\n".join(sentences)
+        return "\n".join(sentences) + "\n"  # a blank line after every sentence
     rows = ["index\tprediction"]
     rows += [
         f"{ex.uid}\t{format_prediction(task, p)}"
@@ -50,21 +50,24 @@ def predict_file(
     run: TrainedRun, key: str, examples: list[Example], batch_size: int, device: torch.device
 ) -> np.ndarray | list[np.ndarray]:
     """Predictions for ``examples``: one per row, or for token labelling one tag index per
-    word (words cut off by ``max_length`` get the tag ``O`` when the task has it, else the
-    first tag; the encoder warns how many there are)."""
+    word (words without a token, cut off by ``max_length`` or giving none, get the tag ``O``
+    when the task has it, else the first tag; the encoder warns how many there are)."""
     task = run.tasks[key]
     encoded = encode_examples(
         key, run.model.encoder.tokenizer, examples, run.recipe.tasks[key].options.max_length
     )
     outputs = predict_outputs(run.model, key, task, encoded, batch_size, device)
     if encoded.token_level:
-        assert task.label_names is not None
+        assert task.label_names is not None and encoded.word_ids is not None
         filler = task.label_names.index("O") if "O" in task.label_names else 0
-        tagged = word_tags(encoded, outputs.argmax(-1))
-        return [
-            np.concatenate([tags, np.full(len(ex.words or ()) - len(tags), filler)])
-            for ex, tags in zip(examples, tagged, strict=True)
-        ]
+        classes = outputs.argmax(-1)
+        tagged = []
+        for row, ex in enumerate(examples):
+            positions = word_positions(encoded, row)
+            tags = np.full(len(ex.words or ()), filler, dtype=np.int64)
+            tags[encoded.word_ids[positions]] = classes[positions]
+            tagged.append(tags)
+        return tagged
     return to_predictions(task, outputs, run.decoders.get(key), encoded.group_ids())
 
 

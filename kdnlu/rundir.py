@@ -94,19 +94,25 @@ def recover_swap(target: Path) -> bool:
     """Finish a ``staged_dir(replace=True)`` swap that a crash cut between its two renames.
 
     In that window ``target`` is missing, the old folder is ``.<name>.<id>.retired`` and the new,
-    complete one is ``.<name>.<id>.staging``: the new one becomes ``target`` (or, if it is gone,
-    the old one comes back). Returns whether ``target`` was restored; does nothing when
-    ``target`` exists.
+    complete one is ``.<name>.<id>.staging``: the new one becomes ``target``. Without such a pair
+    (the new one is gone), the newest retired folder comes back. Other retired leftovers are
+    deleted. Returns whether ``target`` was restored; does nothing when ``target`` exists.
     """
     if target.exists():
         return False
-    for retired in sorted(target.parent.glob(f".{target.name}.*.retired")):
-        staging = retired.with_suffix(".staging")
-        chosen = staging if staging.is_dir() else retired
-        chosen.rename(target)
-        shutil.rmtree(retired, ignore_errors=True)
-        return True
-    return False
+    retired = sorted(
+        target.parent.glob(f".{target.name}.*.retired"), key=lambda p: p.stat().st_mtime
+    )
+    if not retired:
+        return False
+    paired = [r for r in retired if r.with_suffix(".staging").is_dir()]
+    if paired:
+        paired[-1].with_suffix(".staging").rename(target)
+    else:
+        retired[-1].rename(target)
+    for leftover in target.parent.glob(f".{target.name}.*.retired"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return True
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:

@@ -76,21 +76,25 @@ def amp_dtype_for(device: torch.device, enabled: bool) -> torch.dtype | None:
 
 def head_outputs(task: Task, loss: Loss) -> int:
     """Output width of a task's head: one score per row for a ranking loss, else the task's."""
-    return 1 if loss.target == "group" else task.num_outputs
+    return 1 if getattr(loss, "target", None) == "group" else task.num_outputs
 
 
 def build_model(recipe: Recipe, tasks: dict[str, Task]) -> MultiTaskModel:
     """The shared encoder and one head per task, from the registries."""
     encoder = ENCODERS.get(recipe.encoder.name).build(recipe.encoder.config)
     losses = build_losses(recipe)
-    heads = {
-        key: HEADS.get(spec.head.name).build(
-            spec.head.config,
-            hidden_size=encoder.hidden_size,
-            num_outputs=head_outputs(tasks[key], losses[key]),
-        )
-        for key, spec in recipe.tasks.items()
-    }
+    heads = {}
+    for key, spec in recipe.tasks.items():
+        outputs = head_outputs(tasks[key], losses[key])
+        try:
+            heads[key] = HEADS.get(spec.head.name).build(
+                spec.head.config, hidden_size=encoder.hidden_size, num_outputs=outputs
+            )
+        except ValueError as exc:
+            raise KdnluError(
+                f"tasks.{key}.head: head '{spec.head.name}' cannot give the {outputs} output(s) "
+                f"task {key} needs with loss '{spec.loss.name}': {exc}"
+            ) from None
     for key, head in heads.items():
         level, wanted = getattr(head, "level", "sequence"), tasks[key].level
         if level != wanted:
@@ -217,7 +221,8 @@ def build_losses(recipe: Recipe) -> dict[str, Loss]:
 
 def loss_decoders(losses: Mapping[str, Loss]) -> dict[str, Decoder]:
     """The tasks whose loss decides how outputs become predictions (ranking), and how."""
-    return {key: loss.decode for key, loss in losses.items() if loss.decode is not None}
+    decoders = {key: getattr(loss, "decode", None) for key, loss in losses.items()}
+    return {key: decode for key, decode in decoders.items() if decode is not None}
 
 
 def training_groups(
@@ -226,7 +231,7 @@ def training_groups(
     """The candidate groups of every task trained with a group-level (ranking) loss."""
     groups = {}
     for key, loss in losses.items():
-        if loss.target != "group":
+        if getattr(loss, "target", None) != "group":
             continue
         assert loss.group_size is not None and loss.positive_label is not None
         rows, left_out = ranking_groups(splits[key], loss.group_size, loss.positive_label)
@@ -257,15 +262,21 @@ def deterministic_algorithms(enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to repeat
+    enabled_before = torch.are_deterministic_algorithms_enabled()
+    warn_only_before = torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark_before = torch.backends.cudnn.benchmark
+    workspace_before = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    if workspace_before is None:  # cuBLAS needs it to repeat (before its first use)
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(before[0])
-        torch.backends.cudnn.benchmark = before[1]
+        torch.use_deterministic_algorithms(enabled_before, warn_only=warn_only_before)
+        torch.backends.cudnn.benchmark = benchmark_before
+        if workspace_before is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
 def train(recipe: Recipe, progress: bool = True, callbacks: Sequence[Callback] = ()) -> RunResult:

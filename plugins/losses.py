@@ -7,7 +7,7 @@ Every loss is a ``Loss`` whose ``target`` says which labels it takes:
 | ``class`` | ``[B, C]`` | class indices ``[B]`` |
 | ``score`` | ``[B, 1]`` or ``[B]`` | numbers ``[B]`` |
 | ``group`` | ``[B, 1]`` or ``[B]``, one score per candidate | class indices ``[B]``, in groups |
-| ``token`` | ``[B, L, C]`` | class indices ``[B, L]``, ``ignore_index`` where unlabelled |
+| ``token`` | ``[B, L, C]`` | class indices ``[B, L]``, negative where unlabelled |
 | ``soft`` | ``[B, C]`` | probability distributions ``[B, C]`` (teacher soft targets) |
 
 A loss may also say how head outputs become class predictions (``decode``): the ranking loss
@@ -64,9 +64,8 @@ def cross_entropy(config: CrossEntropyConfig) -> Loss:
 
 @dataclass(frozen=True)
 class TokenCrossEntropyConfig:
-    """Label of unlabelled (padding, sub-word) positions, and optional label smoothing."""
+    """Optional label smoothing."""
 
-    ignore_index: int = -100
     label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
@@ -75,7 +74,8 @@ class TokenCrossEntropyConfig:
 
 @LOSSES.register("token_cross_entropy", config=TokenCrossEntropyConfig)
 def token_cross_entropy(config: TokenCrossEntropyConfig) -> Loss:
-    """Cross-entropy per token (mean over labelled tokens), for token heads."""
+    """Cross-entropy per token (mean over labelled tokens), for token heads; tokens labelled
+    with a negative number (padding, later sub-words, hidden tags) are ignored."""
 
     def token_cross_entropy_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if logits.ndim != 3 or labels.shape != logits.shape[:2]:
@@ -83,17 +83,18 @@ def token_cross_entropy(config: TokenCrossEntropyConfig) -> Loss:
                 f"token_cross_entropy expects logits [B, L, C] and labels [B, L]; got logits "
                 f"{shape_of(logits)} and labels {shape_of(labels)}"
             )
-        labels = labels.long()
+        flat = labels.reshape(-1).long()
+        flat = flat.masked_fill(flat < 0, -100)
+        # rows of [B * L, C]: the 1-D path, which has deterministic GPU kernels
         total = F.cross_entropy(
-            logits.transpose(1, 2),
-            labels,
-            ignore_index=config.ignore_index,
+            logits.reshape(-1, logits.shape[-1]),
+            flat,
+            ignore_index=-100,
             label_smoothing=config.label_smoothing,
             reduction="sum",
         )
         # a batch with no labelled token gives 0, not the NaN of an empty mean
-        labelled = (labels != config.ignore_index).sum().clamp(min=1)
-        return total / labelled
+        return total / (flat >= 0).sum().clamp(min=1)
 
     return Loss("token", token_cross_entropy_loss)
 

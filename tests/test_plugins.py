@@ -163,3 +163,27 @@ def test_registries_load_builtins_on_first_lookup(tmp_path: Path) -> None:
     proc = run_python(["-c", code], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "rte True\n"
+
+
+def test_a_loss_that_is_a_plain_function_trains(tmp_path: Path) -> None:
+    """A loss plugin may return any callable; without a target it is taken for the task's."""
+    from conftest import TINY_RECIPE, write
+    from kdnlu.recipe import load_recipe
+    from kdnlu.trainer import train
+
+    write(
+        tmp_path / "plain_loss.py",
+        "import torch.nn.functional as F\n"
+        "from kdnlu.registry import LOSSES\n\n\n"
+        '@LOSSES.register("plain_ce_for_test")\n'
+        "def plain(config):\n"
+        '    """Cross-entropy as a plain function."""\n'
+        "    return lambda logits, labels: F.cross_entropy(logits, labels)\n",
+    )
+    text = TINY_RECIPE.replace("rte: {", "rte: {loss: plain_ce_for_test, ")
+    recipe = load_recipe(write(tmp_path / "r.yaml", "imports: [plain_loss.py]\n" + text))
+    try:
+        result = train(recipe, progress=False)
+        assert result.steps == 4 and set(result.metrics) == {"rte", "mrpc"}
+    finally:
+        LOSSES.unregister("plain_ce_for_test")

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import REPO, write
 from kdnlu.data import EncodedSplit, group_numbers, ranking_groups
-from kdnlu.errors import RecipeError
+from kdnlu.errors import KdnluError, RecipeError
 from kdnlu.predict import write_predictions
 from kdnlu.recipe import load_recipe
 from kdnlu.trained import load_trained
@@ -124,3 +124,14 @@ def test_training_ranks_qnli_candidates(tmp_path: Path, caplog: pytest.LogCaptur
     accuracy = 100 * np.mean([predicted[i] == gold[i] for i in gold])
     last = json.loads((result.run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["dev"]["qnli"]["accuracy"] == pytest.approx(accuracy)
+
+
+def test_a_head_that_cannot_rank_is_refused_with_its_key(tmp_path: Path) -> None:
+    text = RANKING_RECIPE.replace("head: {name: ranking, dropout: 0.0}", "head: san")
+    recipe = load_recipe(write(tmp_path / "r.yaml", text))
+    with pytest.raises(KdnluError) as err:
+        train(recipe, progress=False)
+    assert str(err.value).startswith(
+        "tasks.qnli.head: head 'san' cannot give the 1 output(s) task qnli needs with loss "
+        "'ranking': "
+    )

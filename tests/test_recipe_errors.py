@@ -11,7 +11,7 @@ from kdnlu.recipe import load_recipe
 TRAIN_KEYS = (
     "optimizer, lr, weight_decay, batch_size, eval_batch_size, grad_accumulation, epochs, "
     "max_steps, warmup, grad_clip, amp, length_bucketing, token_cache, eval_every, "
-    "eval_each_epoch, best_metric, patience, seed, log_every, device."
+    "eval_each_epoch, best_metric, patience, seed, deterministic, log_every, device."
 )
 
 
@@ -40,7 +40,7 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     path = write(tmp_path / "r.yaml", TINY_RECIPE + "trian: {epochs: 1}\n")
     assert error_of(path) == (
         f"{path}:8: unknown key 'trian' at trian; did you mean 'train'? Valid keys here: name, "
-        "imports, data_root, output_dir, cache_dir, encoder, tasks, sampler, train."
+        "imports, data_root, output_dir, cache_dir, encoder, tasks, sampler, train, distill."
     )
 
 

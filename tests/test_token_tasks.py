@@ -180,3 +180,38 @@ def test_training_tags_words(tmp_path: Path) -> None:
     assert np.isin(
         [line.split("\t")[1] for line in test_file.read_text().splitlines() if line], TAGS
     ).all()
+
+
+def test_a_word_without_tokens_keeps_the_others_in_place(tokenizer, caplog) -> None:
+    from kdnlu.data import word_positions
+    from kdnlu.task import Example
+
+    words = ("Anna", "\u00ad", "lives", "in", "Warsaw")  # a soft hyphen gives no token
+    row = Example("1", " ".join(words), None, None, words=words, tags=(1, 0, 0, 0, 3))
+    with caplog.at_level(logging.WARNING, logger="kdnlu.data"):
+        split = encode_examples("ner", tokenizer, [row], 64)
+    assert "ner: 1 of 5 words give no token at all" in caplog.text
+    assert "beyond max_length" not in caplog.text
+    positions = word_positions(split, 0)
+    assert split.word_ids[positions].tolist() == [0, 2, 3, 4]
+    assert split.token_labels[positions].tolist() == [1, 0, 0, 3]
+
+
+def test_cut_words_are_warned_about_again_on_a_cache_hit(tokenizer, tmp_path, caplog) -> None:
+    from kdnlu.token_cache import TokenCache
+
+    task = conll_task()
+    rows = task.read("train")
+
+    def build():
+        return encode_examples("ner", tokenizer, rows, 6)
+
+    cache = TokenCache(tmp_path)
+    path = task.path("train")
+    with caplog.at_level(logging.WARNING, logger="kdnlu.data"):
+        first = cache.get_or_build("ner", tokenizer, path, 6, {}, build)
+        caplog.clear()
+        second = TokenCache(tmp_path).get_or_build("ner", tokenizer, path, 6, {}, build)
+    assert first.notes and second.notes == first.notes
+    assert first.notes[0] in caplog.text  # repeated from the cache entry
+    assert np.array_equal(second.token_labels, first.token_labels)

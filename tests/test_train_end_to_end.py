@@ -166,3 +166,23 @@ def test_a_save_cut_between_its_renames_is_finished_on_load(tmp_path: Path) -> N
         "best",
         "last",
     ]
+
+
+def test_recovery_prefers_the_new_folder_over_stale_leftovers(tmp_path: Path) -> None:
+    import os
+
+    from kdnlu.rundir import recover_swap
+
+    def folder(name: str, version: str, age: int) -> None:
+        path = tmp_path / name
+        path.mkdir()
+        (path / "version").write_text(version)
+        os.utime(path, (1_000_000 + age, 1_000_000 + age))
+
+    folder(".last.aaaa.retired", "v0", 0)  # left by an earlier crash during the clean-up
+    folder(".last.zzzz.retired", "v2", 1)
+    folder(".last.zzzz.staging", "v3", 2)
+    assert recover_swap(tmp_path / "last")
+    assert (tmp_path / "last" / "version").read_text() == "v3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+    assert not recover_swap(tmp_path / "last")  # nothing to do once it is there

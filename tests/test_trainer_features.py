@@ -1,6 +1,7 @@
 """Trainer options: accumulation, optimisers, precision, evaluation cadence, best, early stop."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -200,7 +201,9 @@ def test_bad_data_leaves_no_run_dir(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()
 
 
-def test_deterministic_mode_holds_for_the_run_only(tmp_path: Path) -> None:
+def test_deterministic_mode_holds_for_the_run_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen = []
 
     class Probe(Callback):
@@ -211,9 +214,18 @@ def test_deterministic_mode_holds_for_the_run_only(tmp_path: Path) -> None:
         write(tmp_path / "r.yaml", TINY_RECIPE), ["train.max_steps=2", "train.deterministic=true"]
     )
     assert not torch.are_deterministic_algorithms_enabled()
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     first = train(recipe, progress=False, callbacks=[Probe()])
     assert seen == [True, True]
     assert not torch.are_deterministic_algorithms_enabled()  # restored afterwards
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        train(recipe, progress=False)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()  # the caller's setting
+    finally:
+        torch.use_deterministic_algorithms(False)
     second = train(recipe, progress=False)
     weights = [
         (r.run_dir / "checkpoints/last/model.safetensors").read_bytes() for r in (first, second)
