@@ -2,24 +2,25 @@
 
 One store is a folder for one (teacher ensemble, task, split)::
 
-    header.json                   format, kind, task, split, rows, classes, dtype, teachers,
-                                  fingerprint of the examples, shards with their checksums
-    shard-00000.logits.npy        dense: per-teacher outputs [rows, teachers, classes]
-    shard-00000.topk_ids.npy      top-k: the k most likely classes of the ensemble [rows, k] int32
-    shard-00000.topk_probs.npy    ... their ensemble probabilities [rows, k]
-    shard-00000.rest.npy          ... the probability mass outside the top k [rows] float32
-    shard-00000.labels.npy        the gold labels [rows] float32 (NaN where hidden), for statistics
+    header.json        format, kind, task, split, rows, classes, dtype, teachers, fingerprint of
+                       the examples, and the SHA-256 of every shard (a block of rows)
+    logits.npy         dense: per-teacher outputs [rows, teachers, classes]
+    topk_ids.npy       top-k: the k most likely classes of the ensemble [rows, k] int32
+    topk_probs.npy     ... their ensemble probabilities [rows, k]
+    rest.npy           ... the probability mass outside the top k [rows] float32
+    labels.npy         the gold labels [rows] float32 (NaN where hidden), for statistics
 
 Dense stores keep every teacher's raw outputs (logits, or scores for regression), so the
 temperature is chosen when the student trains; top-k stores keep only the ensemble distribution's
 k largest entries, for vocabulary-sized outputs.
 
-Shards are written one by one, each to a temporary name then renamed, and recorded in
-``progress.json``; ``header.json`` is written last, so a folder without it is an unfinished store
-that never opens, and writing it again resumes after the shards already done. Opening checks the
-header, each shard's shape, dtype and SHA-256, and (when given) the fingerprint, row count, class
-count and dtype the caller expects; the arrays are then read through memory maps, only the rows
-asked for.
+The arrays are allocated at full size when the write starts and filled shard by shard; each
+finished shard is flushed and its checksums recorded in ``progress.json``. ``header.json`` is
+written last (atomically), so a folder without it is an unfinished store that never opens, and
+writing the same store again resumes after the shards already recorded (a shard whose bytes no
+longer match is written again). Opening checks the header, every array's shape and dtype, each
+shard's SHA-256, and (when given) the fingerprint, row count, class count and dtype the caller
+expects; rows are then read through memory maps, only the ones asked for.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,7 +38,7 @@ import numpy as np
 
 from kdnlu import __version__
 from kdnlu.errors import KdnluError
-from kdnlu.rundir import atomic_write, atomic_write_text
+from kdnlu.rundir import atomic_write_text
 from kdnlu.task import Example
 
 FORMAT_VERSION = 1
@@ -109,9 +111,13 @@ class StoreSpec:
     def shard_range(self, shard: int) -> range:
         return range(shard * self.shard_rows, min(self.rows, (shard + 1) * self.shard_rows))
 
-    def shard_shapes(self, shard: int) -> dict[str, tuple[tuple[int, ...], str]]:
-        """File name part -> (shape, dtype) of one shard's arrays."""
-        n = len(self.shard_range(shard))
+    def array_shapes(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Array name -> (shape, dtype) of the whole store."""
+        return self.shard_shapes(None)
+
+    def shard_shapes(self, shard: int | None) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Array name -> (shape, dtype) of one shard's rows (of all rows for None)."""
+        n = self.rows if shard is None else len(self.shard_range(shard))
         labels = {"labels": ((n,), "float32")}
         if self.kind == "dense":
             return {"logits": ((n, len(self.teachers), self.classes), self.dtype), **labels}
@@ -135,35 +141,52 @@ class StoreSpec:
         return cls(**data)
 
 
-def shard_file(folder: Path, shard: int, part: str) -> Path:
-    return folder / f"shard-{shard:05d}.{part}.npy"
+def array_file(folder: Path, part: str) -> Path:
+    return folder / f"{part}.npy"
 
 
-def _check_shard(
-    folder: Path, spec: StoreSpec, shard: int, sums: dict[str, str], checksums: bool = True
-) -> str | None:
-    """Why shard ``shard`` is not as recorded (None when it is): missing, shape, dtype and, with
-    ``checksums``, content."""
-    for part, (shape, dtype) in spec.shard_shapes(shard).items():
-        path = shard_file(folder, shard, part)
+def region_sha256(array: np.ndarray) -> str:
+    """SHA-256 of an array's bytes, read in blocks of rows (so a memory map is streamed)."""
+    digest = hashlib.sha256()
+    step = max(1, (1 << 22) // max(1, array[:1].nbytes))
+    for start in range(0, len(array), step):
+        digest.update(np.ascontiguousarray(array[start : start + step]).tobytes())
+    return digest.hexdigest()
+
+
+def _open_arrays(folder: Path, spec: StoreSpec, mode: str = "r") -> dict[str, np.ndarray]:
+    """Every array of the store as a memory map; ``StoreError`` names one that does not fit."""
+    arrays = {}
+    for part, (shape, dtype) in spec.array_shapes().items():
+        path = array_file(folder, part)
         if not path.is_file():
-            return f"{path.name} is missing"
+            raise StoreError(f"{path.name} is missing")
         try:
-            array = np.load(path, mmap_mode="r")
+            array = np.load(path, mmap_mode=mode)  # type: ignore[call-overload]
         except (ValueError, OSError) as exc:
-            return f"{path.name} is not a readable array ({exc})"
+            raise StoreError(f"{path.name} is not a readable array ({exc})") from None
         if array.shape != shape or array.dtype != np.dtype(dtype):
-            return (
+            raise StoreError(
                 f"{path.name} holds {array.dtype}{list(array.shape)}, expected "
                 f"{np.dtype(dtype)}{list(shape)}"
             )
-        del array
-        if not checksums:
-            continue
+        arrays[part] = array
+    return arrays
+
+
+def _check_shard(
+    arrays: dict[str, np.ndarray], spec: StoreSpec, shard: int, sums: dict[str, str]
+) -> str | None:
+    """Why shard ``shard``'s rows do not match their recorded checksums (None when they do)."""
+    rows = spec.shard_range(shard)
+    for part in spec.array_shapes():
         if part not in sums:
-            return f"{path.name} has no recorded checksum"
-        if file_sha256(path) != sums[part]:
-            return f"{path.name} does not match its recorded SHA-256 (the file was changed)"
+            return f"{part}.npy has no recorded checksum for rows {rows.start}-{rows.stop - 1}"
+        if region_sha256(arrays[part][rows.start : rows.stop]) != sums[part]:
+            return (
+                f"rows {rows.start}-{rows.stop - 1} of {part}.npy do not match their recorded "
+                "SHA-256 (the file was changed)"
+            )
     return None
 
 
@@ -178,6 +201,7 @@ class StoreWriter:
     def __init__(self, folder: str | Path, spec: StoreSpec) -> None:
         self.folder, self.spec = Path(folder), spec
         self.done: dict[int, dict[str, str]] = {}
+        self.arrays: dict[str, np.ndarray] = {}
         header = self.folder / HEADER
         if header.is_file():
             found = _read_json(header)
@@ -198,12 +222,23 @@ class StoreWriter:
                     f"({_spec_difference(found.get('spec'), spec)}); write to a new folder or "
                     "remove it first"
                 )
-            for key, sums in found["shards"].items():
-                if _check_shard(self.folder, spec, int(key), sums) is None:
+            try:
+                self.arrays = _open_arrays(self.folder, spec, mode="r+")
+            except StoreError:  # an array file is gone or damaged: start again
+                self.arrays = {}
+            for key, sums in found["shards"].items() if self.arrays else ():
+                if _check_shard(self.arrays, spec, int(key), sums) is None:
                     self.done[int(key)] = sums
         elif self.folder.exists() and any(self.folder.iterdir()):
             raise StoreError(f"{self.folder} exists and is not a logit store; choose a new folder")
         self.folder.mkdir(parents=True, exist_ok=True)
+        if not self.arrays:
+            self.arrays = {
+                part: np.lib.format.open_memmap(
+                    array_file(self.folder, part), mode="w+", dtype=dtype, shape=shape
+                )
+                for part, (shape, dtype) in spec.array_shapes().items()
+            }
         self._save_progress()
 
     @property
@@ -215,14 +250,14 @@ class StoreWriter:
         return (self.folder / HEADER).is_file()
 
     def write_shard(self, shard: int, arrays: dict[str, np.ndarray]) -> None:
-        """Store one shard's arrays: ``labels`` and ``logits``, or ``labels``, ``topk_ids``,
-        ``topk_probs`` and ``rest``."""
+        """Store one shard's rows: ``labels`` and ``logits``, or ``labels``, ``topk_ids``,
+        ``topk_probs`` and ``rest``. The rows reach the disk before they are recorded."""
         if self.finished:
             raise StoreError(f"{self.folder} is finished; it takes no more shards")
         shapes = self.spec.shard_shapes(shard)
         if set(arrays) != set(shapes):
             raise StoreError(f"shard {shard} needs arrays {sorted(shapes)}, got {sorted(arrays)}")
-        sums = {}
+        converted = {}
         for part, (shape, dtype) in shapes.items():
             array = np.asarray(arrays[part])
             if array.shape != shape:
@@ -231,10 +266,16 @@ class StoreWriter:
                 )
             if part != "labels" and not np.isfinite(array).all():
                 raise StoreError(f"shard {shard}: {part} holds NaN or infinite values")
-            path = shard_file(self.folder, shard, part)
-            converted = array.astype(dtype)
-            atomic_write(path, lambda tmp, a=converted: _save_npy(tmp, a))
-            sums[part] = file_sha256(path)
+            converted[part] = array.astype(dtype)
+        rows = self.spec.shard_range(shard)
+        sums = {}
+        for part, array in converted.items():
+            target = self.arrays[part]
+            target[rows.start : rows.stop] = array
+            target.flush()
+            with open(array_file(self.folder, part), "rb") as fh:
+                os.fsync(fh.fileno())
+            sums[part] = region_sha256(array)
         self.done[shard] = sums
         self._save_progress()
 
@@ -246,8 +287,9 @@ class StoreWriter:
                     f"{self.folder}: shards {self.pending} are not written yet; the store is "
                     "unfinished"
                 )
+            on_disk = _open_arrays(self.folder, self.spec)
             for shard, sums in self.done.items():
-                problem = _check_shard(self.folder, self.spec, shard, sums)
+                problem = _check_shard(on_disk, self.spec, shard, sums)
                 if problem:
                     raise StoreError(f"{self.folder}: shard {shard}: {problem}")
             header = {
@@ -256,6 +298,7 @@ class StoreWriter:
                 "spec": self.spec.to_json(),
                 "shards": {str(k): v for k, v in sorted(self.done.items())},
             }
+            self.arrays = {}
             atomic_write_text(self.folder / HEADER, json.dumps(header, indent=2) + "\n")
             (self.folder / PROGRESS).unlink(missing_ok=True)
         return LogitStore.open(self.folder)
@@ -266,11 +309,6 @@ class StoreWriter:
             "shards": {str(k): v for k, v in sorted(self.done.items())},
         }
         atomic_write_text(self.folder / PROGRESS, json.dumps(progress, indent=2) + "\n")
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as fh:  # a file object: np.save would add .npy to the name
-        np.save(fh, array)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -304,7 +342,7 @@ class LogitStore:
     folder: Path
     spec: StoreSpec
     shards: dict[int, dict[str, str]]
-    _maps: dict[tuple[int, str], np.ndarray] = field(default_factory=dict, repr=False)
+    _arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(
@@ -353,37 +391,33 @@ class LogitStore:
                     f"from the expected {value!r} (task {spec.task}, split {spec.split}); run "
                     "kdnlu-teach on this data again"
                 )
-        store = cls(folder, spec, shards)
-        for shard in range(spec.shards):
-            problem = _check_shard(folder, spec, shard, shards[shard], checksums=verify)
-            if problem:
-                raise StoreError(f"{folder}: shard {shard}: {problem}; the store is damaged")
-        return store
+        try:
+            arrays = _open_arrays(folder, spec)
+            for shard in range(spec.shards) if verify else ():
+                problem = _check_shard(arrays, spec, shard, shards[shard])
+                if problem:
+                    raise StoreError(f"shard {shard}: {problem}")
+        except StoreError as exc:
+            raise StoreError(f"{folder}: {exc}; the store is damaged") from None
+        return cls(folder, spec, shards, arrays)
 
     def __len__(self) -> int:
         return self.spec.rows
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"folder": self.folder, "spec": self.spec, "shards": self.shards, "_maps": {}}
+        return {"folder": self.folder, "spec": self.spec, "shards": self.shards, "_arrays": {}}
 
-    def _map(self, shard: int, part: str) -> np.ndarray:
-        key = (shard, part)
-        if key not in self._maps:
-            self._maps[key] = np.load(shard_file(self.folder, shard, part), mmap_mode="r")
-        return self._maps[key]
+    def _array(self, part: str) -> np.ndarray:
+        if part not in self._arrays:  # after unpickling: map the files again
+            self._arrays = _open_arrays(self.folder, self.spec)
+        return self._arrays[part]
 
     def _gather(self, indices: Sequence[int] | np.ndarray, part: str) -> np.ndarray:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self.spec.rows):
             bad = int(idx[(idx < 0) | (idx >= self.spec.rows)][0])
             raise IndexError(f"row {bad} is outside the store's {self.spec.rows} rows")
-        shape, dtype = self.spec.shard_shapes(0)[part]
-        out = np.empty((len(idx), *shape[1:]), dtype=dtype)
-        shard_of, row_of = np.divmod(idx, self.spec.shard_rows)
-        for shard in np.unique(shard_of):
-            where = shard_of == shard
-            out[where] = self._map(int(shard), part)[row_of[where]]
-        return out
+        return np.asarray(self._array(part)[idx])
 
     def logits(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Per-teacher outputs of the rows, ``[B, teachers, classes]`` float32 (dense stores)."""
@@ -421,8 +455,11 @@ class LogitStore:
         return self._gather(indices, "labels")
 
     def shard_arrays(self, shard: int) -> dict[str, np.ndarray]:
-        """One shard's arrays as memory maps (for streaming over a whole store)."""
-        return {part: self._map(shard, part) for part in self.spec.shard_shapes(shard)}
+        """One shard's rows of every array, as memory-map views (for streaming over a store)."""
+        rows = self.spec.shard_range(shard)
+        return {
+            part: self._array(part)[rows.start : rows.stop] for part in self.spec.array_shapes()
+        }
 
     def _need(self, kind: str) -> None:
         if self.spec.kind != kind:

@@ -54,7 +54,8 @@ def test_dense_round_trip_by_row_index(tmp_path: Path, dtype: str) -> None:
     store = write_dense(tmp_path / "store", s, logits).finish()
     assert sorted(p.name for p in (tmp_path / "store").iterdir()) == [
         "header.json",
-        *[f"shard-0000{i}.{part}.npy" for i in range(3) for part in ("labels", "logits")],
+        "labels.npy",
+        "logits.npy",
     ]
     assert store.labels([9, 0, 3]).tolist() == [1.0, 0.0, 1.0]
     order = [9, 0, 4, 3, 3, 7]  # across shards, repeated, unsorted
@@ -66,7 +67,7 @@ def test_dense_round_trip_by_row_index(tmp_path: Path, dtype: str) -> None:
     np.testing.assert_allclose(
         store.ensemble_probs(order, temperature=2.0), probs.mean(1), rtol=1e-6
     )
-    assert isinstance(store._map(0, "logits"), np.memmap)  # read through a memory map
+    assert isinstance(store._array("logits"), np.memmap)  # read through a memory map
     with pytest.raises(IndexError, match="^row 10 is outside the store's 10 rows$"):
         store.logits([1, 10])
 
@@ -121,22 +122,22 @@ def test_expectations_that_do_not_fit_are_named(tmp_path: Path) -> None:
 def test_damage_is_found_on_open(tmp_path: Path) -> None:
     folder = tmp_path / "store"
     write_dense(folder, spec(), dense_logits(spec())).finish()
-    shard = folder / "shard-00001.logits.npy"
-    data = bytearray(shard.read_bytes())
-    data[-1] ^= 0xFF  # one flipped bit of a value: same shape, other content
-    shard.write_bytes(bytes(data))
+    logits = folder / "logits.npy"
+    data = bytearray(logits.read_bytes())
+    data[-1] ^= 0xFF  # flipped bits in the last value: same shape, other content
+    logits.write_bytes(bytes(data))
     with pytest.raises(StoreError) as err:
         LogitStore.open(folder)
     assert str(err.value) == (
-        f"{folder}: shard 1: shard-00001.logits.npy does not match its recorded SHA-256 (the "
+        f"{folder}: shard 2: rows 8-9 of logits.npy do not match their recorded SHA-256 (the "
         "file was changed); the store is damaged"
     )
     LogitStore.open(folder, verify=False)  # shapes still fit: opens without the checksums
-    shard.write_bytes(bytes(data[:-8]))  # truncated
-    with pytest.raises(StoreError, match=r"shard 1: shard-00001.logits.npy is not a readable"):
+    logits.write_bytes(bytes(data[:-8]))  # truncated
+    with pytest.raises(StoreError, match=r"^\S+: logits.npy is not a readable array"):
         LogitStore.open(folder, verify=False)
-    shard.unlink()
-    with pytest.raises(StoreError, match=r"shard 1: shard-00001.logits.npy is missing"):
+    logits.unlink()
+    with pytest.raises(StoreError, match=r"^\S+: logits.npy is missing; the store is damaged$"):
         LogitStore.open(folder)
     (folder / "header.json").write_text("{not json")
     with pytest.raises(StoreError, match=r"header.json is not readable JSON"):
@@ -153,7 +154,10 @@ def test_interrupted_write_never_opens_and_resumes(tmp_path: Path) -> None:
         f"{folder} is an unfinished logit store (its write was interrupted); run the same "
         "kdnlu-teach command again to finish it"
     )
-    (folder / "shard-00002.logits.npy").write_bytes(b"garbage")  # damaged while stopped
+    on_disk = np.load(folder / "logits.npy", mmap_mode="r+")
+    on_disk[9] = 7.0  # shard 2's rows changed while stopped
+    on_disk.flush()
+    del on_disk
     again = StoreWriter(folder, s)
     assert again.pending == [1, 2]  # the damaged shard is written again
     with pytest.raises(StoreError, match=r"shards \[1, 2\] are not written yet"):
@@ -202,7 +206,7 @@ def test_pickled_store_reopens_its_maps(tmp_path: Path) -> None:
     store = write_dense(tmp_path / "s", s, logits).finish()
     store.logits([0, 5])
     copy = pickle.loads(pickle.dumps(store))
-    assert copy._maps == {}
+    assert copy._arrays == {}
     np.testing.assert_array_equal(copy.logits([5, 0]), store.logits([5, 0]))
 
 
