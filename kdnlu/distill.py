@@ -53,8 +53,8 @@ class Distiller(Callback):
             target = torch.from_numpy(store.mean_scores(rows)).to(logits.device)
             soft = F.mse_loss(logits.reshape(-1), target)
         else:
-            probs = store.ensemble_probs(rows, temperature)
-            target = torch.from_numpy(probs).to(logits.device)
+            teacher = torch.from_numpy(store.logits(rows)).to(logits.device)
+            target = torch.softmax(teacher / temperature, -1).mean(1)
             soft = temperature**2 * self.soft_loss(logits / temperature, target)
         state.log_scalar(f"distill/{batch.task}/hard", float(loss.detach()))
         state.log_scalar(f"distill/{batch.task}/soft", float(soft.detach()))

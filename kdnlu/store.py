@@ -174,6 +174,11 @@ def _open_arrays(folder: Path, spec: StoreSpec, mode: str = "r") -> dict[str, np
     return arrays
 
 
+def _plain(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Plain ndarray views of memory maps: the same pages, without np.memmap's per-index cost."""
+    return {part: array.view(np.ndarray) for part, array in arrays.items()}
+
+
 def _check_shard(
     arrays: dict[str, np.ndarray], spec: StoreSpec, shard: int, sums: dict[str, str]
 ) -> str | None:
@@ -399,7 +404,7 @@ class LogitStore:
                     raise StoreError(f"shard {shard}: {problem}")
         except StoreError as exc:
             raise StoreError(f"{folder}: {exc}; the store is damaged") from None
-        return cls(folder, spec, shards, arrays)
+        return cls(folder, spec, shards, _plain(arrays))
 
     def __len__(self) -> int:
         return self.spec.rows
@@ -409,7 +414,7 @@ class LogitStore:
 
     def _array(self, part: str) -> np.ndarray:
         if part not in self._arrays:  # after unpickling: map the files again
-            self._arrays = _open_arrays(self.folder, self.spec)
+            self._arrays = _plain(_open_arrays(self.folder, self.spec))
         return self._arrays[part]
 
     def _gather(self, indices: Sequence[int] | np.ndarray, part: str) -> np.ndarray:
@@ -428,11 +433,13 @@ class LogitStore:
         self, indices: Sequence[int] | np.ndarray, temperature: float = 1.0
     ) -> np.ndarray:
         """Mean over teachers of softmax(logits / T), ``[B, classes]`` float32 (dense stores)."""
-        z = self.logits(indices) / temperature
+        z = self.logits(indices)
+        if temperature != 1.0:
+            z /= temperature
         z -= z.max(-1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(-1, keepdims=True)
-        return p.mean(1)
+        np.exp(z, out=z)
+        z /= z.sum(-1, keepdims=True)
+        return z.mean(1)
 
     def mean_scores(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Mean over teachers of a one-output (regression) store, ``[B]`` float32."""

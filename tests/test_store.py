@@ -67,7 +67,7 @@ def test_dense_round_trip_by_row_index(tmp_path: Path, dtype: str) -> None:
     np.testing.assert_allclose(
         store.ensemble_probs(order, temperature=2.0), probs.mean(1), rtol=1e-6
     )
-    assert isinstance(store._array("logits"), np.memmap)  # read through a memory map
+    assert isinstance(store._array("logits").base, np.memmap)  # read through a memory map
     with pytest.raises(IndexError, match="^row 10 is outside the store's 10 rows$"):
         store.logits([1, 10])
 
