@@ -238,6 +238,10 @@ def _teach(args: argparse.Namespace) -> int:
 
 def teach_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``kdnlu-teach``."""
+    return run_guarded(_teach, teach_parser().parse_args(argv))
+
+
+def teach_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kdnlu-teach",
         description="Run teacher checkpoints over task data once and write logit stores "
@@ -262,7 +266,7 @@ def teach_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    return run_guarded(_teach, parser.parse_args(argv))
+    return parser
 
 
 def format_store(store: object) -> str:
@@ -322,6 +326,11 @@ def _store_inspect(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``kdnlu``."""
+    args = main_parser().parse_args(argv)
+    return run_guarded(args.func, args)
+
+
+def main_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kdnlu", description="kdnlu tools.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="registered components with their config fields")
@@ -360,8 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_inspect.add_argument("--no-verify", action="store_true", help="skip the checksums")
     p_inspect.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     p_inspect.set_defaults(func=_store_inspect)
-    args = parser.parse_args(argv)
-    return run_guarded(args.func, args)
+    return parser
 
 
 if __name__ == "__main__":

@@ -21,9 +21,19 @@ def test_every_base_is_used(path) -> None:
     assert users, f"{path} is not the base of any recipe"
 
 
+def stand_ins(path, tmp_path) -> list[str]:
+    """The distillation recipes read what earlier steps write (the exported MT-DNN encoder, the
+    teachers' store); for a dry build, the bundled MiniLM and an empty folder stand in."""
+    if path.parent.name != "kd":
+        return []
+    if "distill" in path.read_text():
+        return [f"distill.store={tmp_path}"]
+    return ["encoder.path=minilm"]
+
+
 @pytest.mark.parametrize("path", ALL_RECIPES, ids=lambda p: str(p.relative_to(RECIPES)))
-def test_recipe_dry_builds(path) -> None:
-    recipe = load_recipe(path)
+def test_recipe_dry_builds(path, tmp_path) -> None:
+    recipe = load_recipe(path, stand_ins(path, tmp_path))
     report = dry_build(recipe)
     assert report.startswith(f"recipe '{recipe.name}' is valid\n")
     assert f"encoder {recipe.encoder.name}" in report
