@@ -108,6 +108,11 @@ def open_stores(
             )
         except StoreError as exc:
             raise KdnluError(f"distill: task {key}: {exc}") from None
+        if store.spec.kind != "dense":
+            raise KdnluError(
+                f"distill: task {key}: {store.folder} is a top-{store.spec.top_k} store; "
+                "students learn from dense stores (kdnlu-teach without --top-k)"
+            )
         assert len(splits[key]) <= len(store)
         stores[key] = store
     return stores

@@ -191,6 +191,35 @@ def test_store_of_other_data_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()  # refused before any run dir was made
 
 
+def test_top_k_store_is_refused_before_training(tmp_path: Path) -> None:
+    examples = glue_train("rte")
+    spec = StoreSpec(
+        task="rte",
+        split="train",
+        rows=len(examples),
+        classes=2,
+        teachers=("ensemble",),
+        fingerprint=fingerprint_examples(examples),
+        kind="topk",
+        top_k=1,
+    )
+    writer = StoreWriter(tmp_path / "store" / "rte" / "train", spec)
+    n = len(examples)
+    ids = np.zeros((n, 1), np.int32)
+    writer.write_shard(
+        0,
+        {
+            "topk_ids": ids,
+            "topk_probs": np.ones((n, 1)),
+            "rest": np.zeros(n),
+            "labels": np.zeros(n),
+        },
+    )
+    writer.finish()
+    with pytest.raises(KdnluError, match="is a top-1 store; students learn from dense stores"):
+        train(load_recipe(distill_recipe(tmp_path, tmp_path / "store")), progress=False)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
