@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from kdnlu.callbacks import Callback, TrainState
 from kdnlu.data import Batch, EncodedSplit
 from kdnlu.errors import KdnluError
+from kdnlu.kernels import soft_cross_entropy
 from kdnlu.loss import Loss
 from kdnlu.recipe import Recipe
 from kdnlu.registry import LOSSES
@@ -52,6 +53,14 @@ class Distiller(Callback):
         if self.regression[batch.task]:
             target = torch.from_numpy(store.mean_scores(rows)).to(logits.device)
             soft = F.mse_loss(logits.reshape(-1), target)
+        elif self.config.soft_loss == "soft_cross_entropy":  # the fused op, from teacher logits
+            teacher = torch.from_numpy(store.logits(rows)).to(logits.device)
+            soft = soft_cross_entropy(
+                logits,
+                teacher_logits=teacher,
+                temperature=temperature,
+                backend=self.config.kernel,
+            )
         else:
             teacher = torch.from_numpy(store.logits(rows)).to(logits.device)
             target = torch.softmax(teacher / temperature, -1).mean(1)

@@ -93,7 +93,8 @@ class DistillConfig:
     outputs / T and the mean over teachers of softmax(teacher outputs / T); a regression task
     uses the MSE to the teachers' mean score instead (without T). ``alpha_final`` and
     ``temperature_final`` make alpha and T move linearly from their start to these values over
-    the run's steps.
+    the run's steps. ``kernel`` picks the backend of the fused soft cross-entropy
+    (``kdnlu.kernels``) that the default ``soft_loss`` runs on.
     """
 
     store: str | None = path_field(None)
@@ -103,6 +104,7 @@ class DistillConfig:
     alpha_final: float | None = None
     temperature_final: float | None = None
     soft_loss: str = "soft_cross_entropy"
+    kernel: Literal["auto", "triton", "apex", "torch"] = "auto"
 
     def __post_init__(self) -> None:
         if self.store is None:
