@@ -150,3 +150,30 @@ def test_apex_backend_wiring_with_a_stand_in(monkeypatch: pytest.MonkeyPatch) ->
     out = apex_backend.apex_cross_entropy(z, labels, -100, "mean")
     ref = reference_soft_cross_entropy(z, torch.zeros(5, 7), 1.0, labels, 1.0, -100, "mean")
     torch.testing.assert_close(out, ref)
+
+
+def test_compiled_chunks_match_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large inputs run the chunk functions through torch.compile (here made to apply to a
+    small one); the result is the same."""
+    from kdnlu.kernels import torch_backend
+
+    monkeypatch.setattr(torch_backend, "COMPILE_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(torch_backend, "CHUNK_ELEMENTS", 300)  # chunks of 3 rows, then 1
+    monkeypatch.setattr(torch_backend, "_COMPILED", {})
+    z = torch.randn(10, 100, requires_grad=True)
+    labels = torch.tensor([1, 2, -100, 4, 5, 6, 7, 8, 9, 0])
+    probs = torch.softmax(torch.randn(10, 100), -1)
+    out = soft_cross_entropy(
+        z, target_probs=probs, temperature=2.0, hard_labels=labels, alpha=0.5, backend="torch"
+    )
+    ref = reference_soft_cross_entropy(z, probs, 2.0, labels, 0.5)
+    torch.testing.assert_close(out, ref)
+    (g,) = torch.autograd.grad(out, z)
+    (g_ref,) = torch.autograd.grad(ref, z)
+    torch.testing.assert_close(g, g_ref)
+    assert torch_backend._compile_failed or set(torch_backend._COMPILED) == {
+        "soft_loss",
+        "hard_loss",
+        "soft_grad",
+        "hard_grad",
+    }

@@ -3,17 +3,22 @@
 Forward keeps no ``N x V`` intermediate (each chunk's softmax is dropped after its rows' losses
 are summed); backward recomputes the chunk's softmax and writes the gradient into the one
 ``N x V`` buffer it must return. Peak extra memory is that buffer plus a few chunk-sized
-temporaries (``CHUNK_ELEMENTS`` floats each).
+temporaries (``CHUNK_ELEMENTS`` floats each). For large inputs (``COMPILE_MIN_ELEMENTS``) the
+per-chunk functions run through ``torch.compile`` where it works, which fuses their passes;
+otherwise, or if compiling fails, they run eagerly.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-CHUNK_ELEMENTS = 1 << 21  # floats per chunk temporary: 8 MB in float32
+log = logging.getLogger("kdnlu.kernels")
+
+CHUNK_ELEMENTS = 1 << 23  # floats per chunk temporary: 32 MB in float32
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -90,6 +95,57 @@ class SoftTarget:
         return out.scatter_add_(1, ids[rows].long(), probs[rows].float())
 
 
+def _soft_loss(z: torch.Tensor, p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Rows' T^2 * H(p, softmax(z / T)) in float32."""
+    log_q = torch.log_softmax(z.float() / t, -1)
+    return -(p * log_q).sum(-1) * t * t
+
+
+def _hard_loss(z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return -torch.log_softmax(z.float(), -1).gather(1, labels[:, None])[:, 0]
+
+
+def _soft_grad(
+    z: torch.Tensor, p: torch.Tensor, t: torch.Tensor, coef: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    """scale * coef * T * (sum(p) * softmax(z / T) - p); sum(p) < 1 for a top-k target."""
+    q = torch.softmax(z.float() / t, -1)
+    return ((q * p.sum(-1, keepdim=True) - p) * (coef * t * scale[:, None])).to(z.dtype)
+
+
+def _hard_grad(
+    z: torch.Tensor, labels: torch.Tensor, coef: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    q = torch.softmax(z.float(), -1)
+    onehot = torch.zeros_like(q).scatter_(1, labels[:, None], 1.0)
+    return ((q - onehot) * (coef * scale[:, None])).to(z.dtype)
+
+
+_COMPILED: dict[str, Any] = {}
+COMPILE_MIN_ELEMENTS = 1 << 24  # below this, compiling costs more than it saves
+_compile_failed = False
+
+
+def _fn(name: str, eager: Any, elements: int) -> Any:
+    """``eager``, or its torch.compile version for large inputs when compiling works here."""
+    if _compile_failed or elements < COMPILE_MIN_ELEMENTS or not hasattr(torch, "compile"):
+        return eager
+    if name not in _COMPILED:
+        _COMPILED[name] = torch.compile(eager, dynamic=False)  # full chunks, then the last
+    compiled = _COMPILED[name]
+
+    def run(*args: torch.Tensor) -> torch.Tensor:
+        global _compile_failed
+        try:
+            return compiled(*args)
+        except Exception as exc:  # no C++ toolchain, an unsupported device, ...
+            _compile_failed = True
+            log.warning("torch.compile is unavailable (%s); soft cross-entropy runs eagerly", exc)
+            return eager(*args)
+
+    return run
+
+
 class _SoftCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
@@ -102,18 +158,17 @@ class _SoftCrossEntropy(torch.autograd.Function):
         kind, temperature, alpha, ignore_index, reduction = settings
         target = SoftTarget(kind, target_tensors)
         n, v = logits.shape
-        valid = _valid_rows(n, hard_labels, ignore_index, logits.device)
-        losses = torch.zeros(n, dtype=torch.float32, device=logits.device)
+        device = logits.device
+        valid = _valid_rows(n, hard_labels, ignore_index, device)
+        losses = torch.zeros(n, dtype=torch.float32, device=device)
+        t = torch.tensor(temperature, device=device)
+        soft_loss = _fn("soft_loss", _soft_loss, n * v)
+        hard_loss = _fn("hard_loss", _hard_loss, n * v)
         for rows in _chunks(n, v):
-            z = logits[rows].float()
-            p = target.dense(rows, v, temperature)
-            lse_t = torch.logsumexp(z / temperature, -1)
-            soft = temperature**2 * (lse_t * p.sum(-1) - (p * z).sum(-1) / temperature)
-            loss = (1 - alpha) * soft
+            z = logits[rows]
+            loss = (1 - alpha) * soft_loss(z, target.dense(rows, v, temperature), t)
             if hard_labels is not None and alpha > 0:
-                labels = _safe(hard_labels[rows], ignore_index)
-                hard = torch.logsumexp(z, -1) - z.gather(1, labels[:, None])[:, 0]
-                loss = loss + alpha * hard
+                loss = loss + alpha * hard_loss(z, _safe(hard_labels[rows], ignore_index))
             losses[rows] = torch.where(valid[rows], loss, torch.zeros_like(loss))
         ctx.settings = settings
         ctx.save_for_backward(logits, hard_labels, *target_tensors)
@@ -125,24 +180,21 @@ class _SoftCrossEntropy(torch.autograd.Function):
         logits, hard_labels, *target_tensors = ctx.saved_tensors
         target = SoftTarget(kind, tuple(target_tensors))
         n, v = logits.shape
-        valid = _valid_rows(n, hard_labels, ignore_index, logits.device)
+        device = logits.device
+        valid = _valid_rows(n, hard_labels, ignore_index, device)
         scale = _row_scale(grad_out, valid, reduction)
+        t = torch.tensor(temperature, device=device)
+        soft_coef = torch.tensor(1 - alpha, device=device)
+        hard_coef = torch.tensor(alpha, device=device)
+        soft_grad = _fn("soft_grad", _soft_grad, n * v)
+        hard_grad = _fn("hard_grad", _hard_grad, n * v)
         grad = torch.empty_like(logits)
         for rows in _chunks(n, v):
-            z = logits[rows].float()
-            p = target.dense(rows, v, temperature)
-            g = torch.softmax(z / temperature, -1) * p.sum(-1, keepdim=True)  # sum(p) < 1: top-k
-            g -= p
-            g *= (1 - alpha) * temperature
+            z = logits[rows]
+            grad[rows] = soft_grad(z, target.dense(rows, v, temperature), t, soft_coef, scale[rows])
             if hard_labels is not None and alpha > 0:
                 labels = _safe(hard_labels[rows], ignore_index)
-                hard = torch.softmax(z, -1)
-                hard.scatter_add_(
-                    1, labels[:, None], -torch.ones_like(labels[:, None], dtype=hard.dtype)
-                )
-                g += alpha * hard
-            g *= scale[rows, None]
-            grad[rows] = g.to(grad.dtype)
+                grad[rows] += hard_grad(z, labels, hard_coef, scale[rows])
         return (grad, None, None, *(None for _ in target_tensors))
 
 
