@@ -108,9 +108,11 @@ def main() -> None:
     for dtype in ("float32", "bfloat16"):
         results = {}
         for variant in VARIANTS:
-            command = [sys.executable, __file__, "--rows", str(args.rows), "--vocab", str(args.vocab),
-                       "--temperature", str(args.temperature), "--repeats", str(args.repeats),
-                       "--child", variant, dtype]  # fmt: skip
+            command = [
+                sys.executable, __file__, "--rows", str(args.rows), "--vocab", str(args.vocab),
+                "--temperature", str(args.temperature), "--repeats", str(args.repeats),
+                "--child", variant, dtype,
+            ]  # fmt: skip
             out = subprocess.run(command, capture_output=True, text=True)
             lines = out.stdout.strip().splitlines()
             results[variant] = (
