@@ -40,6 +40,7 @@ class Distiller(Callback):
         self.stores = stores
         self.regression = {key: store.spec.classes == 1 for key, store in stores.items()}
         self.soft_loss = LOSSES.get(self.config.soft_loss).build()
+        self.teachers = [t - 1 for t in self.config.teachers] or None
 
     def on_loss(
         self, state: TrainState, batch: Batch, logits: torch.Tensor, loss: torch.Tensor
@@ -51,10 +52,10 @@ class Distiller(Callback):
         rows = batch.indices.numpy()
         logits = logits.float()
         if self.regression[batch.task]:
-            target = torch.from_numpy(store.mean_scores(rows)).to(logits.device)
+            target = torch.from_numpy(store.mean_scores(rows, self.teachers)).to(logits.device)
             soft = F.mse_loss(logits.reshape(-1), target)
         elif self.config.soft_loss == "soft_cross_entropy":  # the fused op, from teacher logits
-            teacher = torch.from_numpy(store.logits(rows)).to(logits.device)
+            teacher = torch.from_numpy(store.logits(rows, self.teachers)).to(logits.device)
             soft = soft_cross_entropy(
                 logits,
                 teacher_logits=teacher,
@@ -62,7 +63,7 @@ class Distiller(Callback):
                 backend=self.config.kernel,
             )
         else:
-            teacher = torch.from_numpy(store.logits(rows)).to(logits.device)
+            teacher = torch.from_numpy(store.logits(rows, self.teachers)).to(logits.device)
             target = torch.softmax(teacher / temperature, -1).mean(1)
             soft = temperature**2 * self.soft_loss(logits / temperature, target)
         state.log_scalar(f"distill/{batch.task}/hard", float(loss.detach()))
@@ -74,9 +75,11 @@ class Distiller(Callback):
         schedule = ""
         if c.alpha_final is not None or c.temperature_final is not None:
             schedule = f" -> alpha {c.at(1.0)[0]:g}, T {c.at(1.0)[1]:g} by the last step"
+        teachers = f"teachers {', '.join(map(str, c.teachers))} of " if c.teachers else ""
         log.info(
-            "distilling %s from %s (alpha %g, T %g%s)",
+            "distilling %s from %s%s (alpha %g, T %g%s)",
             ", ".join(self.stores),
+            teachers,
             c.store,
             c.alpha,
             c.temperature,
@@ -121,6 +124,11 @@ def open_stores(
             raise KdnluError(
                 f"distill: task {key}: {store.folder} is a top-{store.spec.top_k} store; "
                 "students learn from dense stores (kdnlu-teach without --top-k)"
+            )
+        if config.teachers and max(config.teachers) > len(store.spec.teachers):
+            raise KdnluError(
+                f"distill.teachers {list(config.teachers)}: the store of task {key} "
+                f"({store.folder}) holds {len(store.spec.teachers)} teacher(s), numbered from 1"
             )
         assert len(splits[key]) <= len(store)
         stores[key] = store

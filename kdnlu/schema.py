@@ -93,12 +93,14 @@ class DistillConfig:
     outputs / T and the mean over teachers of softmax(teacher outputs / T); a regression task
     uses the MSE to the teachers' mean score instead (without T). ``alpha_final`` and
     ``temperature_final`` make alpha and T move linearly from their start to these values over
-    the run's steps. ``kernel`` picks the backend of the fused soft cross-entropy
-    (``kdnlu.kernels``) that the default ``soft_loss`` runs on.
+    the run's steps. ``teachers`` keeps only some of each store's teachers, numbered from 1 as
+    ``kdnlu store inspect`` lists them (empty: all of them). ``kernel`` picks the backend of the
+    fused soft cross-entropy (``kdnlu.kernels``) that the default ``soft_loss`` runs on.
     """
 
     store: str | None = path_field(None)
     tasks: tuple[str, ...] = ()
+    teachers: tuple[int, ...] = ()
     alpha: float = 0.5
     temperature: float = 1.0
     alpha_final: float | None = None
@@ -109,6 +111,12 @@ class DistillConfig:
     def __post_init__(self) -> None:
         if self.store is None:
             raise FieldError("store", "is required: the folder kdnlu-teach wrote (--out)")
+        if any(t < 1 for t in self.teachers) or len(set(self.teachers)) != len(self.teachers):
+            raise FieldError(
+                "teachers",
+                f"must be distinct teacher numbers from 1 (as kdnlu store inspect lists them), "
+                f"got {list(self.teachers)}",
+            )
         for key in ("alpha", "alpha_final"):
             value = getattr(self, key)
             if value is not None and not 0.0 <= value <= 1.0:

@@ -424,10 +424,16 @@ class LogitStore:
             raise IndexError(f"row {bad} is outside the store's {self.spec.rows} rows")
         return np.asarray(self._array(part)[idx])
 
-    def logits(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Per-teacher outputs of the rows, ``[B, teachers, classes]`` float32 (dense stores)."""
+    def logits(
+        self, indices: Sequence[int] | np.ndarray, teachers: Sequence[int] | None = None
+    ) -> np.ndarray:
+        """Per-teacher outputs of the rows, ``[B, teachers, classes]`` float32 (dense stores);
+        ``teachers`` (0-based positions in ``spec.teachers``) keeps only those teachers."""
         self._need("dense")
-        return self._gather(indices, "logits").astype(np.float32)
+        logits = self._gather(indices, "logits")
+        if teachers is not None:
+            logits = logits[:, list(teachers)]
+        return logits.astype(np.float32)
 
     def ensemble_probs(
         self, indices: Sequence[int] | np.ndarray, temperature: float = 1.0
@@ -441,11 +447,14 @@ class LogitStore:
         z /= z.sum(-1, keepdims=True)
         return z.mean(1)
 
-    def mean_scores(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Mean over teachers of a one-output (regression) store, ``[B]`` float32."""
+    def mean_scores(
+        self, indices: Sequence[int] | np.ndarray, teachers: Sequence[int] | None = None
+    ) -> np.ndarray:
+        """Mean over teachers (or over ``teachers`` only) of a one-output (regression) store,
+        ``[B]`` float32."""
         if self.spec.classes != 1:
             raise StoreError(f"{self.folder} has {self.spec.classes} classes, not one score")
-        return self.logits(indices)[:, :, 0].mean(1)
+        return self.logits(indices, teachers)[:, :, 0].mean(1)
 
     def topk(
         self, indices: Sequence[int] | np.ndarray

@@ -104,6 +104,34 @@ def test_kd_loss_matches_the_reference(tmp_path: Path, alpha: float, temperature
     assert set(state.window_scalars) == {"distill/rte/hard", "distill/rte/soft"}
 
 
+@pytest.mark.parametrize("teachers", [[2], [1, 3]])
+def test_a_subset_of_teachers_is_the_ensemble(tmp_path: Path, teachers: list[int]) -> None:
+    teacher = random_store(tmp_path / "store", "rte")
+    recipe = load_recipe(distill_recipe(tmp_path, tmp_path / "store", f", teachers: {teachers}"))
+    from kdnlu.store import LogitStore
+
+    distiller = Distiller(recipe, {"rte": LogitStore.open(tmp_path / "store" / "rte" / "train")})
+    rows = [5, 9, 200]
+    logits = torch.randn(3, 2, dtype=torch.float64)
+    labels = torch.tensor([1, 0, 1])
+    batch = Batch("rte", torch.tensor(rows), *(torch.zeros(3, 3, dtype=torch.long),) * 3, labels)
+    hard = torch.nn.functional.cross_entropy(logits, labels)
+    value = distiller.on_loss(TrainState(run_dir=tmp_path, total_steps=10), batch, logits, hard)
+    members = torch.from_numpy(teacher[rows][:, [t - 1 for t in teachers]]).double()
+    torch.testing.assert_close(value.double(), reference(logits, hard, members, 0.5, 1.0))
+
+
+def test_teacher_numbers_beyond_the_store_are_refused(tmp_path: Path) -> None:
+    random_store(tmp_path / "store", "rte")
+    recipe = load_recipe(distill_recipe(tmp_path, tmp_path / "store", ", teachers: [1, 4]"))
+    with pytest.raises(KdnluError) as err:
+        train(recipe, progress=False)
+    assert str(err.value) == (
+        f"distill.teachers [1, 4]: the store of task rte ({tmp_path / 'store' / 'rte' / 'train'})"
+        " holds 3 teacher(s), numbered from 1"
+    )
+
+
 def test_alpha_and_temperature_schedules(tmp_path: Path) -> None:
     random_store(tmp_path / "store", "rte")
     extra = ", alpha: 0.9, alpha_final: 0.5, temperature: 4.0, temperature_final: 1.0"
@@ -226,6 +254,7 @@ def test_top_k_store_is_refused_before_training(tmp_path: Path) -> None:
         (", tasks: [qnli]", "distill.tasks: 'qnli' is not a task of this recipe (rte, mrpc)"),
         (", soft_loss: mse", "distill.soft_loss: loss 'mse' does not take soft targets"),
         (", alpha: 1.5", "alpha"),
+        (", teachers: [0]", "distill.teachers: must be distinct teacher numbers from 1"),
     ],
 )
 def test_distill_section_is_checked(tmp_path: Path, extra: str, message: str) -> None:
