@@ -118,18 +118,43 @@ DEFAULT_SAMPLER = "mtdnn"
 COMPONENT_KEYS = ("encoder", "sampler", "head", "loss")
 
 
+@dataclass(frozen=True)
+class Override:
+    """One value set over a recipe's own: the key path, the value, and where it was written
+    (relative paths in it are relative to that file; errors name it)."""
+
+    key: KeyPath
+    value: Any
+    where: Location
+
+
+def parse_override(text: str) -> Override:
+    """``KEY.PATH=VALUE`` as given to ``--set``; the value is typed later by its config."""
+    where = Location(f"--set {text}")
+    key, sep, value = text.partition("=")
+    parts = tuple(key.strip().split("."))
+    if not sep or not all(parts):
+        raise RecipeError(f"{where}: expected KEY.PATH=VALUE, e.g. --set train.lr=3e-5")
+    return Override(parts, SetValue(value), where)
+
+
 def load_recipe(
-    path: str | Path, overrides: list[str] | tuple[str, ...] = (), check_files: bool = True
+    path: str | Path,
+    overrides: list[str | Override] | tuple[str | Override, ...] = (),
+    check_files: bool = True,
 ) -> Recipe:
     """Read, merge, override and validate a recipe file. Errors name file:line and key path.
 
+    ``overrides`` are ``--set`` texts or ``Override`` values, applied in order.
     ``check_files=False`` skips the checks that training data exists (and keeps optional tasks
     whatever their files), for using a trained run's recipe where its data is gone.
     """
     path = Path(path)
     raw, locations = _load_with_base(path, [])
-    for text in overrides:
-        _apply_override(raw, locations, text)
+    for override in overrides:
+        if isinstance(override, str):
+            override = parse_override(override)
+        _apply_override(raw, locations, override)
     ctx = Context(locations=locations, default_location=Location(str(path), 1))
     return _validate(raw, ctx, default_name=path.stem, source=str(path), check_files=check_files)
 
@@ -185,12 +210,10 @@ def _deep_merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _apply_override(raw: dict[str, Any], locations: dict[KeyPath, Location], text: str) -> None:
-    where = Location(f"--set {text}")
-    key, sep, value = text.partition("=")
-    parts = tuple(key.strip().split("."))
-    if not sep or not all(parts):
-        raise RecipeError(f"{where}: expected KEY.PATH=VALUE, e.g. --set train.lr=3e-5")
+def _apply_override(
+    raw: dict[str, Any], locations: dict[KeyPath, Location], override: Override
+) -> None:
+    parts, where = override.key, override.where
     if parts[0] == "base":
         raise RecipeError(f"{where}: base cannot be overridden; edit the recipe's base: line")
     node = raw
@@ -207,7 +230,7 @@ def _apply_override(raw: dict[str, Any], locations: dict[KeyPath, Location], tex
                 "so it has no sub-keys"
             )
         node = child
-    node[parts[-1]] = SetValue(value)
+    node[parts[-1]] = copy.deepcopy(override.value)
     for end in range(1, len(parts) + 1):
         locations[parts[:end]] = where
 
