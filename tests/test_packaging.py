@@ -26,11 +26,12 @@ def test_wheel_contains_all_three_packages_and_scripts(tmp_path: Path) -> None:
         for folder, package in sources.items()
         for path in (REPO / folder).rglob("*.py")
     }
-    assert "kdnlu/kernels/triton_backend.py" in expected
+    assert "kdnlu/kernels/triton_backend.py" in expected and "kdnlu/bench/grid.py" in expected
     assert expected <= names, sorted(expected - names)
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "kdnlu = kdnlu.cli:main" in text and "kdnlu-train = kdnlu.cli:train_main" in text
     assert "kdnlu-teach = kdnlu.cli:teach_main" in text
+    assert "kdnlu-bench = kdnlu.bench.cli:main" in text
     (meta,) = [n for n in names if n.endswith(".dist-info/METADATA")]
     assert "Requires-Dist: torch==2.13.0" in zipfile.ZipFile(wheel).read(meta).decode()

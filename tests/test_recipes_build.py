@@ -7,7 +7,10 @@ from kdnlu.cli import dry_build
 from kdnlu.recipe import load_recipe
 
 # files named _*.yaml are partial recipes (bases), complete only through a recipe's `base:`
-ALL_RECIPES = sorted(p for p in RECIPES.glob("**/*.yaml") if not p.name.startswith("_"))
+# recipes/bench/ holds bench files for kdnlu-bench (tests/test_bench.py loads them)
+ALL_RECIPES = sorted(
+    p for p in RECIPES.glob("**/*.yaml") if not p.name.startswith("_") and p.parent.name != "bench"
+)
 BASES = sorted(p for p in RECIPES.glob("**/_*.yaml"))
 
 
