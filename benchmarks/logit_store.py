@@ -62,6 +62,8 @@ def measure(kind: str, folder: Path, rows: int, batches: int) -> dict[str, float
 
     rng = np.random.default_rng(1)
     batches_idx = rng.integers(0, rows, size=(batches, 32))
+    before_mb = current_rss_mb()  # after the imports: what the soft targets add comes on top
+    before_anon_mb = rss_part_mb("RssAnon")
     start = time.perf_counter()
     if kind.startswith("store"):
         store = LogitStore.open(folder / "store", verify=False)
@@ -82,7 +84,29 @@ def measure(kind: str, folder: Path, rows: int, batches: int) -> dict[str, float
         fetch(idx)
     per_batch = (time.perf_counter() - start) / batches
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"open_s": opened, "batch_us": per_batch * 1e6, "peak_rss_mb": rss_mb}
+    return {
+        "open_s": opened,
+        "batch_us": per_batch * 1e6,
+        "peak_rss_mb": rss_mb,
+        "added_rss_mb": rss_mb - before_mb,
+        "added_anon_mb": rss_part_mb("RssAnon") - before_anon_mb,
+        "file_mb": rss_part_mb("RssFile"),
+    }
+
+
+def rss_part_mb(field: str) -> float:
+    """A part of the resident set now (Linux): RssAnon (private memory) or RssFile (file pages
+    mapped in, such as a memmap's, which the kernel can drop and read again)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def current_rss_mb() -> float:
+    """Resident set size now (Linux), in MB."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * resource.getpagesize() / 2**20
 
 
 def main() -> None:
@@ -156,6 +180,18 @@ def main() -> None:
     print(
         f"| peak RSS of the process | {j['peak_rss_mb']:.0f} MB | {s['peak_rss_mb']:.0f} MB | "
         f"{j['peak_rss_mb'] / s['peak_rss_mb']:.1f}x |"
+    )
+    print(
+        f"| peak RSS added by the soft targets (after imports) | {j['added_rss_mb']:.0f} MB | "
+        f"{s['added_rss_mb']:.1f} MB | {j['added_rss_mb'] / max(s['added_rss_mb'], 0.1):.0f}x |"
+    )
+    print(
+        f"| of which private memory (RssAnon), after the batches | {j['added_anon_mb']:.0f} MB | "
+        f"{s['added_anon_mb']:.1f} MB | {j['added_anon_mb'] / max(s['added_anon_mb'], 0.1):.0f}x |"
+    )
+    print(
+        f"| mapped file pages (RssFile), after the batches | {j['file_mb']:.0f} MB | "
+        f"{s['file_mb']:.0f} MB | |"
     )
 
 
