@@ -6,20 +6,38 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from kdnlu.errors import KdnluError
 from kdnlu.rundir import atomic_write, atomic_write_text, staged_dir
 
 WEIGHTS = "model.safetensors"
 STATE = "trainer_state.json"
+TRAINING_STATE = "training.pt"
 
 
-def save_checkpoint(folder: Path, model: nn.Module, state: dict[str, Any]) -> None:
-    """Write ``folder`` (weights + state) so that a crash leaves the previous one loadable."""
-    with staged_dir(folder, replace=True) as staging:
-        atomic_write(staging / WEIGHTS, lambda tmp: save_model(model, str(tmp)))
-        atomic_write_text(staging / STATE, json.dumps(state, indent=2) + "\n")
+def save_checkpoint(
+    folder: Path,
+    model: nn.Module,
+    state: dict[str, Any],
+    training: dict[str, Any] | None = None,
+) -> None:
+    """Write ``folder`` (weights + state, and the loop's ``training`` state for exact resume,
+    see ``kdnlu.resume``) so that a crash or a full disk leaves the previous one loadable."""
+    try:
+        with staged_dir(folder, replace=True) as staging:
+            atomic_write(staging / WEIGHTS, lambda tmp: save_model(model, str(tmp)))
+            atomic_write_text(staging / STATE, json.dumps(state, indent=2) + "\n")
+            if training is not None:
+                atomic_write(staging / TRAINING_STATE, lambda tmp: torch.save(training, tmp))
+    except OSError as exc:
+        kept = "the previous one is kept" if folder.exists() else "there is no earlier one"
+        raise KdnluError(
+            f"cannot write checkpoint {folder} ({exc.strerror or exc}); {kept}. Free disk space "
+            "or fix the folder's permissions"
+        ) from None
 
 
 def load_weights(folder: Path, model: nn.Module) -> None:

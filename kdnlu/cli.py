@@ -14,11 +14,12 @@ from tqdm.auto import tqdm
 
 from kdnlu import discovery
 from kdnlu.config import config_fields, describe_type
-from kdnlu.errors import KdnluError
+from kdnlu.errors import KdnluError, TrainingInterrupted
 from kdnlu.recipe import Recipe, TaskOptions, load_recipe
 from kdnlu.registry import REGISTRIES
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 
 class TqdmHandler(logging.Handler):
@@ -41,6 +42,9 @@ def run_guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
     """Run a command; user errors become one paragraph on stderr (a traceback with --debug)."""
     try:
         return func(args)
+    except TrainingInterrupted as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KdnluError as exc:
         if getattr(args, "debug", False):
             raise
@@ -48,11 +52,11 @@ def run_guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
-def add_recipe_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help="path to a YAML recipe")
+def add_recipe_args(parser: argparse.ArgumentParser, optional: bool = False) -> None:
+    parser.add_argument("recipe", nargs="?" if optional else None, help="path to a YAML recipe")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -148,13 +152,26 @@ def format_summary(result: object) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     setup_logging(args.quiet)
-    recipe = load_recipe(args.recipe, args.overrides)
+    if args.resume is not None:
+        if args.recipe is not None or args.overrides:
+            raise KdnluError(
+                "--resume goes on with the run's own recipe.yaml: give no recipe and no --set "
+                f"with it (kdnlu-train --resume {args.resume})"
+            )
+        recipe_path = Path(args.resume) / "recipe.yaml"
+        if not recipe_path.is_file():
+            raise KdnluError(f"{args.resume} is not a run directory: it has no recipe.yaml")
+        recipe = load_recipe(recipe_path)
+    elif args.recipe is None:
+        raise KdnluError("give a recipe to train (kdnlu-train RECIPE), or --resume RUN_DIR")
+    else:
+        recipe = load_recipe(args.recipe, args.overrides)
     if args.dry_run:
         print(dry_build(recipe))
         return 0
     from kdnlu.trainer import train
 
-    result = train(recipe, progress=not args.quiet)
+    result = train(recipe, progress=not args.quiet, resume_from=args.resume)
     print(format_summary(result))
     return 0
 
@@ -164,7 +181,13 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="kdnlu-train", description="Train the multi-task model a recipe describes."
     )
-    add_recipe_args(parser)
+    add_recipe_args(parser, optional=True)
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="go on with an interrupted run from its checkpoints/last, exactly as if it had "
+        "never stopped (Ctrl-C saves one; train.checkpoint_every saves them as it goes)",
+    )
     parser.add_argument(
         "--dry-run",
         action="store_true",

@@ -25,3 +25,14 @@ class PluginLoadError(KdnluError):
 
 class TrainingError(KdnluError):
     """Training cannot go on (e.g. a non-finite loss); the message says where and what to try."""
+
+
+class TrainingInterrupted(KdnluError):
+    """Training stopped on request (Ctrl-C) after saving everything needed to go on."""
+
+    def __init__(self, run_dir: object, step: int) -> None:
+        super().__init__(
+            f"interrupted after step {step}; {run_dir}/checkpoints/last holds everything to go "
+            f"on: kdnlu-train --resume {run_dir}"
+        )
+        self.run_dir, self.step = run_dir, step

@@ -150,13 +150,28 @@ def load_recipe(
     whatever their files), for using a trained run's recipe where its data is gone.
     """
     path = Path(path)
+    raw, locations = _merged(path, overrides)
+    ctx = Context(locations=locations, default_location=Location(str(path), 1))
+    return _validate(raw, ctx, default_name=path.stem, source=str(path), check_files=check_files)
+
+
+def raw_recipe(
+    path: str | Path, overrides: list[str | Override] | tuple[str | Override, ...] = ()
+) -> dict[str, Any]:
+    """The recipe as written: its base merged and ``overrides`` applied, not yet validated
+    (so without defaults: what a run asked for, whatever later versions add)."""
+    return _merged(Path(path), overrides)[0]
+
+
+def _merged(
+    path: Path, overrides: list[str | Override] | tuple[str | Override, ...]
+) -> tuple[dict[str, Any], dict[KeyPath, Location]]:
     raw, locations = _load_with_base(path, [])
     for override in overrides:
         if isinstance(override, str):
             override = parse_override(override)
         _apply_override(raw, locations, override)
-    ctx = Context(locations=locations, default_location=Location(str(path), 1))
-    return _validate(raw, ctx, default_name=path.stem, source=str(path), check_files=check_files)
+    return raw, locations
 
 
 def _load_with_base(

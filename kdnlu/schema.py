@@ -52,6 +52,7 @@ class TrainConfig:
     token_cache: bool = True
     eval_every: int | None = None
     eval_each_epoch: bool = True
+    checkpoint_every: int | None = None
     best_metric: str = "average"
     patience: int | None = None
     seed: int = 13
@@ -64,7 +65,7 @@ class TrainConfig:
         for key in at_least_one:
             if getattr(self, key) < 1:
                 raise FieldError(key, f"must be >= 1, got {getattr(self, key)}")
-        for key in ("max_steps", "eval_every", "patience"):
+        for key in ("max_steps", "eval_every", "patience", "checkpoint_every"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise FieldError(key, f"must be >= 1 or null, got {value}")

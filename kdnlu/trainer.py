@@ -7,9 +7,11 @@ import logging
 import math
 import os
 import random
+import signal
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +25,20 @@ from kdnlu import __version__
 from kdnlu.callbacks import Callback, TrainState
 from kdnlu.checkpoint import save_checkpoint
 from kdnlu.data import EncodedSplit, batch_indices, collate, encode_examples, ranking_groups
-from kdnlu.errors import DataError, KdnluError, TrainingError
+from kdnlu.errors import DataError, KdnluError, TrainingError, TrainingInterrupted
 from kdnlu.evaluation import eval_name, evaluate, label_dtype, select_score
 from kdnlu.loss import Decoder, Loss
 from kdnlu.model import MultiTaskModel
 from kdnlu.optim import linear_schedule, make_optimizer
 from kdnlu.recipe import Recipe
 from kdnlu.registry import ENCODERS, HEADS, LOSSES, SAMPLERS
+from kdnlu.resume import (
+    LoopPosition,
+    capture,
+    load_training_state,
+    restore_generators,
+    restore_run,
+)
 from kdnlu.rundir import append_jsonl, atomic_write_text, create_run_dir, environment_record
 from kdnlu.task import Task
 from kdnlu.token_cache import TokenCache, default_cache_dir
@@ -279,13 +288,50 @@ def deterministic_algorithms(enabled: bool) -> Iterator[None]:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
-def train(recipe: Recipe, progress: bool = True, callbacks: Sequence[Callback] = ()) -> RunResult:
-    """Train ``recipe`` end to end; write everything to a new run directory."""
+@contextmanager
+def interrupt_request() -> Iterator[Callable[[], bool]]:
+    """While training: a first Ctrl-C (SIGINT) asks the loop to save and stop after the current
+    step; a second one stops at once. Yields a function telling whether one was asked."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    requested = False
+
+    def handler(signum: int, frame: object) -> None:
+        nonlocal requested
+        if requested:
+            raise KeyboardInterrupt
+        requested = True
+        log.warning("interrupt: saving checkpoints/last after this step (Ctrl-C again: stop now)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def train(
+    recipe: Recipe,
+    progress: bool = True,
+    callbacks: Sequence[Callback] = (),
+    resume_from: str | Path | None = None,
+) -> RunResult:
+    """Train ``recipe`` end to end; write everything to a new run directory.
+
+    ``resume_from`` (a run directory of this recipe) goes on from its ``checkpoints/last`` as
+    if the run had never stopped.
+    """
     with deterministic_algorithms(recipe.train.deterministic):
-        return _train(recipe, progress, callbacks)
+        return _train(recipe, progress, callbacks, resume_from)
 
 
-def _train(recipe: Recipe, progress: bool, callbacks: Sequence[Callback]) -> RunResult:
+def _train(
+    recipe: Recipe,
+    progress: bool,
+    callbacks: Sequence[Callback],
+    resume_from: str | Path | None,
+) -> RunResult:
     started = time.time()
     cfg = recipe.train
     set_seed(cfg.seed)
@@ -329,31 +375,94 @@ def _train(recipe: Recipe, progress: bool, callbacks: Sequence[Callback]) -> Run
     scheduler = linear_schedule(optimizer, total_steps, cfg.warmup)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
-    # everything that reads data or could reject the recipe has run: only now make the run dir
-    run_dir = create_run_dir(recipe.output_dir, recipe.name)
-    atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
-    atomic_write_text(run_dir / "env.json", json.dumps(environment_record(), indent=2) + "\n")
+    resumed = resume_from is not None
+    if resume_from is None:
+        # everything that reads data or could reject the recipe has run: only now make the run dir
+        run_dir = create_run_dir(recipe.output_dir, recipe.name)
+        atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+        atomic_write_text(run_dir / "env.json", json.dumps(environment_record(), indent=2) + "\n")
+        point = LoopPosition(epoch=1, position=0, order=None)
+        state = TrainState(run_dir=run_dir, total_steps=total_steps)
+    else:
+        run_dir = Path(resume_from)
+        saved = load_training_state(run_dir / "checkpoints" / "last")
+        state = TrainState(run_dir=run_dir, total_steps=total_steps)
+        point = restore_run(saved, run_dir, model, optimizer, scheduler, scaler, state)
+        restore_generators(saved, sampler_rng, batch_rng)
+        batches.queues = {k: [list(b) for b in v] for k, v in saved["queues"].items()}
+        started -= saved["train_state"]["seconds"]
     log.info("run dir: %s", run_dir)
 
     from tensorboardX import SummaryWriter
 
     writer = SummaryWriter(str(run_dir / "tb"))
-    state = TrainState(run_dir=run_dir, total_steps=total_steps)
     sizes = ", ".join(f"{k} {len(s)}" for k, s in train_splits.items())
     log.info(
         "training %d steps (%d epochs) on %s; device %s", total_steps, cfg.epochs, sizes, device
     )
+    if resumed:
+        log.info("resuming at step %d (epoch %d)", state.step, point.epoch)
     for cb in callbacks:
         cb.on_train_start(state, model)
 
-    epoch_losses: list[float] = []
+    epoch_losses: list[float] = point.epoch_losses
     metrics: dict[str, dict[str, float]] = {}
+    evaluated_at = point.evaluated_at
+    window: dict[str, list[float]] = defaultdict(list, point.window)  # since the last evaluation
+    logged: dict[str, list[float]] = defaultdict(list, point.logged)  # since the last scalar write
+    task_losses: dict[str, list[float]] = defaultdict(list, point.task_losses)
 
-    evaluated_at = -1
+    def checkpoint_state() -> dict[str, Any]:
+        return {
+            "epoch": state.epoch,
+            "step": state.step,
+            "dev": metrics,
+            "score": select_score(metrics, cfg.best_metric) if metrics else None,
+            "best_score": state.best_score,
+            "best_step": state.best_step,
+            "recipe": recipe.name,
+        }
 
-    def run_evaluation(epoch_loss: float | None, window: dict[str, list[float]]) -> None:
+    def save_last(resume_at: tuple[int, int, list[str] | None]) -> None:
+        """checkpoints/last: the weights and everything to go on from ``resume_at``."""
+        epoch, position, order = resume_at
+        loop = LoopPosition(
+            epoch=epoch,
+            position=position,
+            order=order,
+            task_losses=dict(task_losses) if order is not None else {},
+            window=dict(window),
+            logged=dict(logged),
+            epoch_losses=list(epoch_losses),
+            evaluated_at=evaluated_at,
+        )
+        training = capture(
+            step=state.step,
+            loop=loop,
+            train_state={
+                "epoch": state.epoch,
+                "best_score": state.best_score,
+                "best_step": state.best_step,
+                "evaluations_without_improvement": state.evaluations_without_improvement,
+                "should_stop": state.should_stop,
+                "scalars": dict(state.scalars),
+                "window_scalars": dict(state.window_scalars),
+                "seconds": time.time() - started,
+            },
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=scaler,
+            sampler_rng=sampler_rng,
+            batch_rng=batch_rng,
+            queues=batches.queues,
+        )
+        save_checkpoint(run_dir / "checkpoints" / "last", model, checkpoint_state(), training)
+
+    def run_evaluation(
+        epoch_loss: float | None, resume_at: tuple[int, int, list[str] | None]
+    ) -> None:
         """Evaluate (when any task has an evaluation split), log, and save checkpoints."""
-        nonlocal metrics, evaluated_at
+        nonlocal metrics, evaluated_at, window
         evaluated_at = state.step
         metrics = evaluate(
             model, tasks, eval_splits, cfg.eval_batch_size, device, amp_dtype, decoders
@@ -382,6 +491,7 @@ def _train(recipe: Recipe, progress: bool, callbacks: Sequence[Callback]) -> Run
             "best_score": state.best_score,
             "seconds": round(time.time() - started, 2),
         }
+        window = defaultdict(list)
         append_jsonl(run_dir / "metrics.jsonl", record)
         for name, values in metrics.items():
             for metric, value in values.items():
@@ -403,96 +513,102 @@ def _train(recipe: Recipe, progress: bool, callbacks: Sequence[Callback]) -> Run
                 score,
                 " (best)" if improved else "",
             )
-        checkpoint_state = {
-            "epoch": state.epoch,
-            "step": state.step,
-            "dev": metrics,
-            "score": score,
-            "best_score": state.best_score,
-            "best_step": state.best_step,
-            "recipe": recipe.name,
-        }
-        save_checkpoint(run_dir / "checkpoints" / "last", model, checkpoint_state)
-        if improved:
-            save_checkpoint(run_dir / "checkpoints" / "best", model, checkpoint_state)
         if cfg.patience is not None and state.evaluations_without_improvement >= cfg.patience:
             log.info(
                 "early stop: %s did not improve for %d evaluations", cfg.best_metric, cfg.patience
             )
             state.should_stop = True
+        save_last(resume_at)
+        if improved:
+            save_checkpoint(run_dir / "checkpoints" / "best", model, checkpoint_state())
         for cb in callbacks:
             cb.on_evaluate(state, metrics)
 
     bar = tqdm(
-        total=total_steps, desc=recipe.name, unit="step", disable=not progress, dynamic_ncols=True
+        total=total_steps,
+        initial=state.step,
+        desc=recipe.name,
+        unit="step",
+        disable=not progress,
+        dynamic_ncols=True,
     )
-    window: dict[str, list[float]] = defaultdict(list)  # losses since the last evaluation
-    logged: dict[str, list[float]] = defaultdict(list)  # losses since the last scalar write
-    for epoch in range(1, cfg.epochs + 1):
-        if state.step >= total_steps or state.should_stop:
-            break
-        state.epoch = epoch
-        order = sampler.epoch(batches.counts(), sampler_rng)
-        task_losses: dict[str, list[float]] = defaultdict(list)
-        optimizer.zero_grad(set_to_none=True)
-        for position, key in enumerate(order):
+    with interrupt_request() as interrupted:
+        for epoch in range(point.epoch, cfg.epochs + 1):
             if state.step >= total_steps or state.should_stop:
                 break
-            batch = collate(train_splits[key], batches.next(key), label_dtype(tasks[key]))
-            batch = batch.to(device)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = model(batch)
-            loss = losses[key](logits.float(), batch.labels)
-            for cb in callbacks:
-                loss = cb.on_loss(state, batch, logits, loss)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise TrainingError(
-                    f"the {key} loss is {value} at step {state.step + 1} (epoch {epoch}); "
-                    "lower train.lr, set train.grad_clip, or check that task's data"
-                )
-            # a group's losses are averaged; the last group of an epoch may be shorter
-            group_start = position - position % cfg.grad_accumulation
-            group_size = min(cfg.grad_accumulation, len(order) - group_start)
-            scaler.scale(loss / group_size).backward()
-            task_losses[key].append(value)
-            window[key].append(value)
-            logged[key].append(value)
-            if (position + 1) % cfg.grad_accumulation and position + 1 < len(order):
-                continue
-            if cfg.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            state.epoch = epoch
+            if epoch == point.epoch and point.order is not None:  # resuming inside this epoch
+                order, first = point.order, point.position
+            else:
+                order, first = sampler.epoch(batches.counts(), sampler_rng), 0
+                task_losses = defaultdict(list)
             optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            bar.set_postfix(task=key, loss=f"{value:.4f}", refresh=False)
-            bar.update(1)
-            for cb in callbacks:
-                cb.on_step_end(state, key, value)
-            if state.step % cfg.log_every == 0:
-                for task_key, values in logged.items():
-                    if values:
-                        writer.add_scalar(f"train/loss/{task_key}", np.mean(values), state.step)
-                logged = defaultdict(list)
-                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], state.step)
-                for name, values in state.scalars.items():
-                    writer.add_scalar(f"train/{name}", np.mean(values), state.step)
-                state.scalars.clear()
-            if cfg.eval_every is not None and state.step % cfg.eval_every == 0:
-                run_evaluation(None, window)
-                window = defaultdict(list)
-        mean_loss = float(np.mean([v for vs in task_losses.values() for v in vs]))
-        epoch_losses.append(mean_loss)
-        writer.add_scalar("train/epoch_loss", mean_loss, state.step)
-        log.info("epoch %d: train loss %.4f", epoch, mean_loss)
-        if cfg.eval_each_epoch and evaluated_at != state.step:
-            run_evaluation(mean_loss, window)
-            window = defaultdict(list)
+            for position in range(first, len(order)):
+                if state.step >= total_steps or state.should_stop:
+                    break
+                key = order[position]
+                batch = collate(train_splits[key], batches.next(key), label_dtype(tasks[key]))
+                batch = batch.to(device)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    logits = model(batch)
+                loss = losses[key](logits.float(), batch.labels)
+                for cb in callbacks:
+                    loss = cb.on_loss(state, batch, logits, loss)
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise TrainingError(
+                        f"the {key} loss is {value} at step {state.step + 1} (epoch {epoch}); "
+                        "lower train.lr, set train.grad_clip, or check that task's data"
+                    )
+                # a group's losses are averaged; the last group of an epoch may be shorter
+                group_start = position - position % cfg.grad_accumulation
+                group_size = min(cfg.grad_accumulation, len(order) - group_start)
+                scaler.scale(loss / group_size).backward()
+                task_losses[key].append(value)
+                window[key].append(value)
+                logged[key].append(value)
+                if (position + 1) % cfg.grad_accumulation and position + 1 < len(order):
+                    continue
+                if cfg.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state.step += 1
+                bar.set_postfix(task=key, loss=f"{value:.4f}", refresh=False)
+                bar.update(1)
+                for cb in callbacks:
+                    cb.on_step_end(state, key, value)
+                if state.step % cfg.log_every == 0:
+                    for task_key, values in logged.items():
+                        if values:
+                            writer.add_scalar(f"train/loss/{task_key}", np.mean(values), state.step)
+                    logged = defaultdict(list)
+                    writer.add_scalar("train/lr", scheduler.get_last_lr()[0], state.step)
+                    for name, values in state.scalars.items():
+                        writer.add_scalar(f"train/{name}", np.mean(values), state.step)
+                    state.scalars.clear()
+                resume_at = (epoch, position + 1, order)
+                if cfg.eval_every is not None and state.step % cfg.eval_every == 0:
+                    run_evaluation(None, resume_at)
+                elif interrupted() or (
+                    cfg.checkpoint_every is not None and state.step % cfg.checkpoint_every == 0
+                ):
+                    save_last(resume_at)
+                if interrupted():
+                    bar.close()
+                    writer.close()
+                    raise TrainingInterrupted(run_dir, state.step)
+            mean_loss = float(np.mean([v for vs in task_losses.values() for v in vs]))
+            epoch_losses.append(mean_loss)
+            writer.add_scalar("train/epoch_loss", mean_loss, state.step)
+            log.info("epoch %d: train loss %.4f", epoch, mean_loss)
+            if cfg.eval_each_epoch and evaluated_at != state.step:
+                run_evaluation(mean_loss, (epoch + 1, 0, None))
     if evaluated_at != state.step:  # steps after the last evaluation are never left unsaved
-        run_evaluation(None, window)
+        run_evaluation(None, (cfg.epochs + 1, 0, None))
     bar.close()
     writer.close()
     for cb in callbacks:

@@ -117,7 +117,8 @@ def test_named_points_with_several_recipes(tmp_path: Path, recipe: Path) -> None
         ),
         (
             "points: {a: {}, b: {}}\n",
-            "grid.yaml:1: (top level): points 'a' and 'b' (seed 13) resolve to the same recipe",
+            "grid.yaml:1: (top level): points 'a' and 'b' (seed 13) resolve to the same recipe "
+            "and values",
         ),
         (
             "grid: {train.lr: [0.001]}\ncompare: [[lr=0.001, lr=0.01]]\n",

@@ -19,7 +19,7 @@ from typing import Any
 
 from kdnlu.config import SetValue
 from kdnlu.errors import RecipeError
-from kdnlu.recipe import Override, Recipe, load_recipe, parse_override
+from kdnlu.recipe import Override, load_recipe, parse_override, raw_recipe
 from kdnlu.yaml_source import KeyPath, Location, format_key_path, load_yaml_with_locations
 
 BENCH_KEYS = ("name", "output_dir", "recipe", "seeds", "set", "grid", "points", "compare", "report")
@@ -198,12 +198,12 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "point"
 
 
-def run_key(recipe: Recipe) -> str:
-    """What makes a run itself: its resolved recipe, less its name and where it is written."""
-    data = recipe.to_dict()
-    data.pop("name")
-    data.pop("output_dir")
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+def run_key(recipe: str | Path, overrides: Sequence[Override]) -> str:
+    """What makes a run itself: the recipe file (with its base) and the values set over it, as
+    written. Defaults are not part of it, so a kdnlu that adds options keeps the keys."""
+    data = {"recipe": str(Path(recipe).resolve()), "values": raw_recipe(recipe, list(overrides))}
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def load_bench(
@@ -272,10 +272,9 @@ def load_bench(
                         Override(("train", "seed"), seed, reader.where(("seeds",))),
                         *command_line,
                     )
-                    resolved = load_recipe(recipe, list(overrides), check_files=True)
-                    runs.append(
-                        RunSpec(run_key(resolved), label, seed, str(recipe), overrides, folder_name)
-                    )
+                    load_recipe(recipe, list(overrides))  # every run is valid before any starts
+                    key = run_key(recipe, overrides)
+                    runs.append(RunSpec(key, label, seed, str(recipe), overrides, folder_name))
             points.append(Point(label, values, tuple(runs)))
     names = [p.name for p in points]
     _check_unique(reader, points)
@@ -325,7 +324,7 @@ def _check_unique(reader: _Reader, points: list[Point]) -> None:
                 raise reader.error(
                     (),
                     f"points '{seen[run.key]}' and '{run.point}' (seed {run.seed}) resolve to "
-                    "the same recipe; every run of a bench must differ",
+                    "the same recipe and values; every run of a bench must differ",
                 )
             seen[run.key] = run.point
 

@@ -61,13 +61,12 @@ def execute(request: dict[str, Any]) -> dict[str, Any]:
     ]
     started = time.time()
     try:
-        recipe = load_recipe(run.recipe, overrides)
-        if run_key(recipe) != run.key:
+        if run_key(run.recipe, run.overrides) != run.key:
             raise KdnluError(
                 f"the recipe {run.recipe} (or a file it uses) changed since the bench was "
                 "expanded; run kdnlu-bench on its bench file again"
             )
-        result = train(recipe, progress=False)
+        result = train(load_recipe(run.recipe, overrides), progress=False)
     except KdnluError as exc:
         return {"status": "failed", "error": str(exc), "seconds": round(time.time() - started, 2)}
     except Exception as exc:  # a bug or a crash of this run must not stop the bench
