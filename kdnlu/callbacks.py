@@ -22,6 +22,7 @@ class TrainState:
     best_score: float | None = None
     best_step: int | None = None
     evaluations_without_improvement: int = 0
+    skipped_batches: int = 0  # batches left out for a non-finite loss (train.on_nonfinite_loss)
     should_stop: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     scalars: dict[str, list[float]] = field(default_factory=dict)

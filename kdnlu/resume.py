@@ -198,6 +198,7 @@ def restore_run(
     state.best_score, state.best_step = kept["best_score"], kept["best_step"]
     state.evaluations_without_improvement = kept["evaluations_without_improvement"]
     state.should_stop = kept["should_stop"]
+    state.skipped_batches = kept.get("skipped_batches", 0)
     state.scalars = {k: list(v) for k, v in kept["scalars"].items()}
     state.window_scalars = {k: list(v) for k, v in kept["window_scalars"].items()}
     truncate_metrics(run_dir / "metrics.jsonl", step)

@@ -53,6 +53,7 @@ class TrainConfig:
     eval_every: int | None = None
     eval_each_epoch: bool = True
     checkpoint_every: int | None = None
+    on_nonfinite_loss: Literal["error", "skip"] = "error"
     best_metric: str = "average"
     patience: int | None = None
     seed: int = 13

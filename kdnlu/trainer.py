@@ -445,6 +445,7 @@ def _train(
                 "best_step": state.best_step,
                 "evaluations_without_improvement": state.evaluations_without_improvement,
                 "should_stop": state.should_stop,
+                "skipped_batches": state.skipped_batches,
                 "scalars": dict(state.scalars),
                 "window_scalars": dict(state.window_scalars),
                 "seconds": time.time() - started,
@@ -489,6 +490,7 @@ def _train(
             "dev": metrics,
             "score": score,
             "best_score": state.best_score,
+            **({"skipped_batches": state.skipped_batches} if state.skipped_batches else {}),
             "seconds": round(time.time() - started, 2),
         }
         window = defaultdict(list)
@@ -555,18 +557,30 @@ def _train(
                 for cb in callbacks:
                     loss = cb.on_loss(state, batch, logits, loss)
                 value = loss.item()
-                if not math.isfinite(value):
-                    raise TrainingError(
-                        f"the {key} loss is {value} at step {state.step + 1} (epoch {epoch}); "
-                        "lower train.lr, set train.grad_clip, or check that task's data"
-                    )
                 # a group's losses are averaged; the last group of an epoch may be shorter
                 group_start = position - position % cfg.grad_accumulation
                 group_size = min(cfg.grad_accumulation, len(order) - group_start)
-                scaler.scale(loss / group_size).backward()
-                task_losses[key].append(value)
-                window[key].append(value)
-                logged[key].append(value)
+                if math.isfinite(value):
+                    scaler.scale(loss / group_size).backward()
+                    task_losses[key].append(value)
+                    window[key].append(value)
+                    logged[key].append(value)
+                elif cfg.on_nonfinite_loss == "error":
+                    raise TrainingError(
+                        f"the {key} loss is {value} at step {state.step + 1} (epoch {epoch}); "
+                        "lower train.lr, set train.grad_clip, or check that task's data "
+                        "(train.on_nonfinite_loss: skip leaves such batches out)"
+                    )
+                else:  # the batch adds no gradient; a step whose batches all failed changes nothing
+                    state.skipped_batches += 1
+                    log.warning(
+                        "skipped a %s batch at step %d (epoch %d): its loss is %s (%d skipped)",
+                        key,
+                        state.step + 1,
+                        epoch,
+                        value,
+                        state.skipped_batches,
+                    )
                 if (position + 1) % cfg.grad_accumulation and position + 1 < len(order):
                     continue
                 if cfg.grad_clip > 0:
