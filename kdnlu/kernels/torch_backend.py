@@ -1,8 +1,9 @@
 """The torch backend: rows in chunks, the gradient recomputed in backward.
 
 Forward keeps no ``N x V`` intermediate (each chunk's softmax is dropped after its rows' losses
-are summed); backward recomputes the chunk's softmax and writes the gradient into the one
-``N x V`` buffer it must return. Peak extra memory is that buffer plus a few chunk-sized
+are summed), only each row's logsumexp(z / T) and sum(p); backward recomputes the chunk's
+softmax from them in one pass and writes the gradient into the one ``N x V`` buffer it must
+return. Peak extra memory is that buffer plus a few chunk-sized
 temporaries (``CHUNK_ELEMENTS`` floats each). For large inputs (``COMPILE_MIN_ELEMENTS``) the
 per-chunk functions run through ``torch.compile`` where it works, which fuses their passes;
 otherwise, or if compiling fails, they run eagerly.
@@ -95,10 +96,15 @@ class SoftTarget:
         return out.scatter_add_(1, ids[rows].long(), probs[rows].float())
 
 
-def _soft_loss(z: torch.Tensor, p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Rows' T^2 * H(p, softmax(z / T)) in float32."""
-    log_q = torch.log_softmax(z.float() / t, -1)
-    return -(p * log_q).sum(-1) * t * t
+def _soft_loss(
+    z: torch.Tensor, p: torch.Tensor, t: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows' T^2 * H(p, softmax(z / T)) in float32, with the rows' logsumexp(z / T) and sum(p)
+    that backward reuses (``[rows]`` each), so that it makes one pass over the chunk."""
+    zt = z.float() / t
+    lse = torch.logsumexp(zt, -1)
+    p_sum = p.sum(-1)
+    return (p_sum * lse - (p * zt).sum(-1)) * t * t, lse, p_sum
 
 
 def _hard_loss(z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -106,19 +112,32 @@ def _hard_loss(z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def _soft_grad(
-    z: torch.Tensor, p: torch.Tensor, t: torch.Tensor, coef: torch.Tensor, scale: torch.Tensor
-) -> torch.Tensor:
-    """scale * coef * T * (sum(p) * softmax(z / T) - p); sum(p) < 1 for a top-k target."""
-    q = torch.softmax(z.float() / t, -1)
-    return ((q * p.sum(-1, keepdim=True) - p) * (coef * t * scale[:, None])).to(z.dtype)
+    out: torch.Tensor,
+    z: torch.Tensor,
+    p: torch.Tensor,
+    t: torch.Tensor,
+    lse: torch.Tensor,
+    p_sum: torch.Tensor,
+    coef: torch.Tensor,
+    scale: torch.Tensor,
+) -> None:
+    """``out = scale * coef * T * (sum(p) * softmax(z / T) - p)``, written in place (no chunk
+    copy) in one pass, from forward's logsumexp; sum(p) < 1 for a top-k target."""
+    q = torch.exp(z.float() / t - lse[:, None])
+    out.copy_((q * p_sum[:, None] - p) * (coef * t * scale[:, None]))
 
 
 def _hard_grad(
-    z: torch.Tensor, labels: torch.Tensor, coef: torch.Tensor, scale: torch.Tensor
-) -> torch.Tensor:
+    out: torch.Tensor,
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    coef: torch.Tensor,
+    scale: torch.Tensor,
+) -> None:
+    """``out += scale * coef * (softmax(z) - onehot(labels))``, in place."""
     q = torch.softmax(z.float(), -1)
     onehot = torch.zeros_like(q).scatter_(1, labels[:, None], 1.0)
-    return ((q - onehot) * (coef * scale[:, None])).to(z.dtype)
+    out.add_((q - onehot) * (coef * scale[:, None]))
 
 
 _COMPILED: dict[str, Any] = {}
@@ -128,13 +147,15 @@ _compile_failed = False
 
 def _fn(name: str, eager: Any, elements: int) -> Any:
     """``eager``, or its torch.compile version for large inputs when compiling works here."""
+    # the grad functions write into views of the one gradient buffer (compiled, that is an
+    # input mutation torch.compile keeps in place), which saves a copy of every chunk
     if _compile_failed or elements < COMPILE_MIN_ELEMENTS or not hasattr(torch, "compile"):
         return eager
     if name not in _COMPILED:
         _COMPILED[name] = torch.compile(eager, dynamic=False)  # full chunks, then the last
     compiled = _COMPILED[name]
 
-    def run(*args: torch.Tensor) -> torch.Tensor:
+    def run(*args: torch.Tensor) -> Any:
         global _compile_failed
         try:
             return compiled(*args)
@@ -161,23 +182,26 @@ class _SoftCrossEntropy(torch.autograd.Function):
         device = logits.device
         valid = _valid_rows(n, hard_labels, ignore_index, device)
         losses = torch.zeros(n, dtype=torch.float32, device=device)
+        lse = torch.empty(n, dtype=torch.float32, device=device)
+        p_sum = torch.empty(n, dtype=torch.float32, device=device)
         t = torch.tensor(temperature, device=device)
         soft_loss = _fn("soft_loss", _soft_loss, n * v)
         hard_loss = _fn("hard_loss", _hard_loss, n * v)
         for rows in _chunks(n, v):
             z = logits[rows]
-            loss = (1 - alpha) * soft_loss(z, target.dense(rows, v, temperature), t)
+            soft, lse[rows], p_sum[rows] = soft_loss(z, target.dense(rows, v, temperature), t)
+            loss = (1 - alpha) * soft
             if hard_labels is not None and alpha > 0:
                 loss = loss + alpha * hard_loss(z, _safe(hard_labels[rows], ignore_index))
             losses[rows] = torch.where(valid[rows], loss, torch.zeros_like(loss))
         ctx.settings = settings
-        ctx.save_for_backward(logits, hard_labels, *target_tensors)
+        ctx.save_for_backward(logits, hard_labels, lse, p_sum, *target_tensors)
         return _reduce(losses, valid, reduction)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         kind, temperature, alpha, ignore_index, reduction = ctx.settings
-        logits, hard_labels, *target_tensors = ctx.saved_tensors
+        logits, hard_labels, lse, p_sum, *target_tensors = ctx.saved_tensors
         target = SoftTarget(kind, tuple(target_tensors))
         n, v = logits.shape
         device = logits.device
@@ -190,11 +214,12 @@ class _SoftCrossEntropy(torch.autograd.Function):
         hard_grad = _fn("hard_grad", _hard_grad, n * v)
         grad = torch.empty_like(logits)
         for rows in _chunks(n, v):
-            z = logits[rows]
-            grad[rows] = soft_grad(z, target.dense(rows, v, temperature), t, soft_coef, scale[rows])
+            z, out = logits[rows], grad[rows]
+            p = target.dense(rows, v, temperature)
+            soft_grad(out, z, p, t, lse[rows], p_sum[rows], soft_coef, scale[rows])
             if hard_labels is not None and alpha > 0:
                 labels = _safe(hard_labels[rows], ignore_index)
-                grad[rows] += hard_grad(z, labels, hard_coef, scale[rows])
+                hard_grad(out, z, labels, hard_coef, scale[rows])
         return (grad, None, None, *(None for _ in target_tensors))
 
 
