@@ -25,6 +25,7 @@ from kdnlu import __version__
 from kdnlu.callbacks import Callback, TrainState
 from kdnlu.checkpoint import save_checkpoint
 from kdnlu.data import EncodedSplit, batch_indices, collate, encode_examples, ranking_groups
+from kdnlu.distributed import World, join_world, leave_world
 from kdnlu.errors import DataError, KdnluError, TrainingError, TrainingInterrupted
 from kdnlu.evaluation import eval_name, evaluate, label_dtype, select_score
 from kdnlu.loss import Decoder, Loss
@@ -322,8 +323,22 @@ def train(
     ``resume_from`` (a run directory of this recipe) goes on from its ``checkpoints/last`` as
     if the run had never stopped.
     """
-    with deterministic_algorithms(recipe.train.deterministic):
-        return _train(recipe, progress, callbacks, resume_from)
+    world, device_choice = join_world(recipe.train.device)  # under torchrun: one rank of many
+    try:
+        with deterministic_algorithms(recipe.train.deterministic):
+            return _train(recipe, progress, callbacks, resume_from, world, device_choice)
+    finally:
+        leave_world(world)
+
+
+class _NoWriter:
+    """Stands in for the TensorBoard writer on ranks other than 0."""
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _train(
@@ -331,11 +346,13 @@ def _train(
     progress: bool,
     callbacks: Sequence[Callback],
     resume_from: str | Path | None,
+    world: World,
+    device_choice: str,
 ) -> RunResult:
     started = time.time()
     cfg = recipe.train
     set_seed(cfg.seed)
-    device = pick_device(cfg.device)
+    device = pick_device(device_choice)
     amp_dtype = amp_dtype_for(device, cfg.amp)
     tasks = recipe.build_tasks()
     check_best_metric(cfg.best_metric, tasks)
@@ -345,6 +362,14 @@ def _train(
     train_splits = {key: encode_split(recipe, tasks, tokenizer, "train", key) for key in tasks}
     eval_splits = encode_eval_splits(recipe, tasks, tokenizer)
     model.to(device).train()
+    net: torch.nn.Module = model
+    if world.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        torch.manual_seed(cfg.seed + world.rank)  # ranks drop out different units
+        ids = [device.index] if device.type == "cuda" else None
+        # a step uses the encoder and one task's head: the other heads get no gradient
+        net = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
     losses = build_losses(recipe)
     decoders = loss_decoders(losses)
     sampler = SAMPLERS.get(recipe.sampler.name).build(recipe.sampler.config)
@@ -378,9 +403,12 @@ def _train(
     resumed = resume_from is not None
     if resume_from is None:
         # everything that reads data or could reject the recipe has run: only now make the run dir
-        run_dir = create_run_dir(recipe.output_dir, recipe.name)
-        atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
-        atomic_write_text(run_dir / "env.json", json.dumps(environment_record(), indent=2) + "\n")
+        if world.is_main:
+            run_dir = create_run_dir(recipe.output_dir, recipe.name)
+            atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+            environment = json.dumps(environment_record(), indent=2) + "\n"
+            atomic_write_text(run_dir / "env.json", environment)
+        run_dir = Path(world.broadcast(str(run_dir) if world.is_main else None))
         point = LoopPosition(epoch=1, position=0, order=None)
         state = TrainState(run_dir=run_dir, total_steps=total_steps)
     else:
@@ -395,7 +423,7 @@ def _train(
 
     from tensorboardX import SummaryWriter
 
-    writer = SummaryWriter(str(run_dir / "tb"))
+    writer = SummaryWriter(str(run_dir / "tb")) if world.is_main else _NoWriter()
     sizes = ", ".join(f"{k} {len(s)}" for k, s in train_splits.items())
     log.info(
         "training %d steps (%d epochs) on %s; device %s", total_steps, cfg.epochs, sizes, device
@@ -457,14 +485,20 @@ def _train(
             batch_rng=batch_rng,
             queues=batches.queues,
         )
-        save_checkpoint(run_dir / "checkpoints" / "last", model, checkpoint_state(), training)
+        if world.is_main:
+            save_checkpoint(run_dir / "checkpoints" / "last", model, checkpoint_state(), training)
 
     def run_evaluation(
         epoch_loss: float | None, resume_at: tuple[int, int, list[str] | None]
     ) -> None:
-        """Evaluate (when any task has an evaluation split), log, and save checkpoints."""
+        """Evaluate (when any task has an evaluation split), log, and save checkpoints; with
+        several ranks, rank 0 does it while the others wait for its early-stop decision."""
         nonlocal metrics, evaluated_at, window
         evaluated_at = state.step
+        if not world.is_main:
+            window = defaultdict(list)
+            state.should_stop = world.broadcast(None)
+            return
         metrics = evaluate(
             model, tasks, eval_splits, cfg.eval_batch_size, device, amp_dtype, decoders
         )
@@ -525,13 +559,14 @@ def _train(
             save_checkpoint(run_dir / "checkpoints" / "best", model, checkpoint_state())
         for cb in callbacks:
             cb.on_evaluate(state, metrics)
+        world.broadcast(state.should_stop)
 
     bar = tqdm(
         total=total_steps,
         initial=state.step,
         desc=recipe.name,
         unit="step",
-        disable=not progress,
+        disable=not progress or not world.is_main,
         dynamic_ncols=True,
     )
     with interrupt_request() as interrupted:
@@ -549,19 +584,20 @@ def _train(
                 if state.step >= total_steps or state.should_stop:
                     break
                 key = order[position]
-                batch = collate(train_splits[key], batches.next(key), label_dtype(tasks[key]))
-                batch = batch.to(device)
+                unit = batches.groups[key].shape[1] if key in batches.groups else 1
+                rows, weight = world.share(batches.next(key), unit)
+                batch = collate(train_splits[key], rows, label_dtype(tasks[key])).to(device)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    logits = model(batch)
+                    logits = net(batch)
                 loss = losses[key](logits.float(), batch.labels)
                 for cb in callbacks:
                     loss = cb.on_loss(state, batch, logits, loss)
-                value = loss.item()
+                value = world.mean(loss.item() * weight, device)  # the whole batch's loss
                 # a group's losses are averaged; the last group of an epoch may be shorter
                 group_start = position - position % cfg.grad_accumulation
                 group_size = min(cfg.grad_accumulation, len(order) - group_start)
                 if math.isfinite(value):
-                    scaler.scale(loss / group_size).backward()
+                    scaler.scale(loss * (weight / group_size)).backward()
                     task_losses[key].append(value)
                     window[key].append(value)
                     logged[key].append(value)
@@ -605,13 +641,16 @@ def _train(
                         writer.add_scalar(f"train/{name}", np.mean(values), state.step)
                     state.scalars.clear()
                 resume_at = (epoch, position + 1, order)
+                stop = interrupted()
+                if world.distributed:  # every rank stops after the same step
+                    stop = world.mean(float(stop), device) > 0
                 if cfg.eval_every is not None and state.step % cfg.eval_every == 0:
                     run_evaluation(None, resume_at)
-                elif interrupted() or (
+                elif stop or (
                     cfg.checkpoint_every is not None and state.step % cfg.checkpoint_every == 0
                 ):
                     save_last(resume_at)
-                if interrupted():
+                if stop:
                     bar.close()
                     writer.close()
                     raise TrainingInterrupted(run_dir, state.step)
