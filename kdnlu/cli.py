@@ -55,16 +55,16 @@ def run_guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         return EXIT_INTERRUPTED
 
 
+def add_set_arg(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY.PATH=VALUE`` (repeatable), collected in ``args.overrides``."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE", help=help
+    )
+
+
 def add_recipe_args(parser: argparse.ArgumentParser, optional: bool = False) -> None:
     parser.add_argument("recipe", nargs="?" if optional else None, help="path to a YAML recipe")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY.PATH=VALUE",
-        help="override a recipe value, typed by its config (repeatable)",
-    )
+    add_set_arg(parser, "override a recipe value, typed by its config (repeatable)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
 

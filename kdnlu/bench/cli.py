@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from kdnlu.cli import run_guarded, setup_logging
+from kdnlu.cli import add_set_arg, run_guarded, setup_logging
 
 EXIT_RUNS_FAILED = 1
 
@@ -73,14 +73,7 @@ def bench_parser() -> argparse.ArgumentParser:
         "`kdnlu-bench report DIR` rebuilds the reports of a bench folder.",
     )
     parser.add_argument("bench", help="a bench file (YAML), see docs/bench.md")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY.PATH=VALUE",
-        help="set a recipe value in every run, over the bench file's values (repeatable)",
-    )
+    add_set_arg(parser, "set a recipe value in every run, over the bench file's (repeatable)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
     parser.add_argument(
         "--retry-failed", action="store_true", help="run again the runs recorded as failed"

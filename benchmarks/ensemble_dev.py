@@ -1,0 +1,63 @@
+"""Dev metrics of each teacher and of their ensemble, from the dev stores kdnlu-teach wrote.
+
+    python benchmarks/ensemble_dev.py runs/kd_store runs/teacher_a
+
+prints a markdown table: one row per teacher (the checkpoint the store was written from) and
+one for the ensemble (classification: the argmax of the mean of the teachers' probabilities;
+regression: the mean of their scores), with each task's metrics as the task defines them and
+the GLUE-style average. The teacher run (any one) gives the tasks' metric names.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from kdnlu.metrics import compute_metrics, task_average
+from kdnlu.recipe import load_recipe
+from kdnlu.store import LogitStore
+
+
+def dev_predictions(store: LogitStore) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Each teacher's predictions, the ensemble's, and the gold labels of a dev store."""
+    rows = np.arange(len(store))
+    logits, gold = store.logits(rows), store.labels(rows)
+    if store.spec.classes == 1:
+        scores = logits[:, :, 0]
+        return [scores[:, t] for t in range(scores.shape[1])], scores.mean(1), gold
+    z = np.exp(logits - logits.max(-1, keepdims=True))
+    probs = z / z.sum(-1, keepdims=True)
+    teachers = [logits[:, t].argmax(-1) for t in range(logits.shape[1])]
+    return teachers, probs.mean(1).argmax(-1), gold
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("store", help="the folder kdnlu-teach --out wrote")
+    parser.add_argument("teacher_run", help="one teacher's run directory (for metric names)")
+    args = parser.parse_args()
+    recipe = load_recipe(Path(args.teacher_run) / "recipe.yaml", check_files=False)
+    tasks = recipe.build_tasks()
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    names: list[str] = []
+    for key, task in tasks.items():
+        folder = Path(args.store) / key / "dev"
+        if not folder.is_dir():
+            continue
+        store = LogitStore.open(folder)
+        teachers, ensemble, gold = dev_predictions(store)
+        names = [t.split("@")[0] for t in store.spec.teachers] + ["ensemble"]  # run/checkpoint
+        for name, pred in zip(names, [*teachers, ensemble], strict=True):
+            results.setdefault(name, {})[key] = compute_metrics(task.metrics, pred, gold)
+    columns = [(k, m) for k, metrics in next(iter(results.values())).items() for m in metrics]
+    print("| model | " + " | ".join(f"{k} {m}" for k, m in columns) + " | average |")
+    print("|" + " --- |" * (len(columns) + 2))
+    for name in names:
+        cells = [f"{results[name][k][m]:.2f}" for k, m in columns]
+        print(f"| {name} | " + " | ".join(cells) + f" | {task_average(results[name]):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
