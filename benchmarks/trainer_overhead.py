@@ -21,12 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kdnlu.batches import TaskBatches
+from kdnlu.build import build_model, encode_split
 from kdnlu.callbacks import Callback
 from kdnlu.data import collate
 from kdnlu.optim import linear_schedule, make_optimizer
 from kdnlu.recipe import load_recipe
 from kdnlu.registry import LOSSES, SAMPLERS
-from kdnlu.trainer import TaskBatches, build_model, encode_split, set_seed, train
+from kdnlu.run_control import set_seed
+from kdnlu.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 ENCODERS = {

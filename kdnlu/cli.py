@@ -99,7 +99,7 @@ def list_components(kinds: Sequence[str]) -> str:
 
 def dry_build(recipe: Recipe) -> str:
     """Build tasks, read their data and build the model without training; describe the result."""
-    from kdnlu.trainer import build_model
+    from kdnlu.build import build_model
 
     tasks = recipe.build_tasks()
     lines = [f"recipe '{recipe.name}' is valid"]

@@ -91,7 +91,7 @@ def open_stores(
     recipe: Recipe, tasks: dict[str, Task], splits: dict[str, EncodedSplit], losses: dict[str, Loss]
 ) -> dict[str, LogitStore]:
     """The training-split store of every distilled task, checked against the student's data."""
-    from kdnlu.trainer import head_outputs
+    from kdnlu.build import head_outputs
 
     config = recipe.distill
     assert config is not None

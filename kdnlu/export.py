@@ -7,11 +7,11 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
+from kdnlu.build import build_losses, head_outputs
 from kdnlu.config import to_plain
 from kdnlu.errors import KdnluError
 from kdnlu.rundir import atomic_write_text, staged_dir
 from kdnlu.trained import TrainedRun
-from kdnlu.trainer import build_losses, head_outputs
 
 
 def heads_readme(run: TrainedRun, manifest: dict[str, dict]) -> str:

@@ -81,7 +81,7 @@ def write_predictions(
     Test predictions use each task's submission file names and also cover its extra prediction
     files (GLUE's AX is scored by the MNLI head); they are zipped into ``submission.zip``.
     """
-    from kdnlu.trainer import pick_device
+    from kdnlu.run_control import pick_device
 
     target_device = pick_device(device)
     run.model.to(target_device)

@@ -67,7 +67,7 @@ def teacher_splits(run: TrainedRun, key: str, splits: Sequence[str]) -> list[str
 def check_teachers(runs: Sequence[TrainedRun], tasks: Sequence[str] | None) -> list[str]:
     """The task keys to teach (all that every teacher has, unless named); refuses tasks whose
     outputs cannot serve as soft targets (token labelling, ranking)."""
-    from kdnlu.trainer import build_losses
+    from kdnlu.build import build_losses
 
     if tasks:
         for run in runs:
@@ -110,7 +110,7 @@ def teach(
     progress: bool = True,
 ) -> list[LogitStore]:
     """Write (or finish) the store of every task and split; returns the finished stores."""
-    from kdnlu.trainer import pick_device
+    from kdnlu.run_control import pick_device
 
     if not teacher_dirs:
         raise KdnluError("give at least one teacher run directory")
@@ -149,7 +149,7 @@ def _teach_split(
                 f"teachers {runs[0].run_dir} and {run.run_dir} read different {key} {split} "
                 "examples (is their data_root the same?); a store needs one set of examples"
             )
-    from kdnlu.trainer import build_losses, head_outputs
+    from kdnlu.build import build_losses, head_outputs
 
     widths = {head_outputs(run.tasks[key], build_losses(run.recipe)[key]) for run in runs}
     if len(widths) != 1:

@@ -34,7 +34,7 @@ def load_trained(run_dir: str | Path, checkpoint: str = "auto") -> TrainedRun:
 
     ``auto`` takes ``best`` when it exists, else ``last``.
     """
-    from kdnlu.trainer import build_losses, build_model, loss_decoders
+    from kdnlu.build import build_losses, build_model, loss_decoders
 
     run_dir = Path(run_dir)
     for name in ("best", "last"):

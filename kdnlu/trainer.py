@@ -5,14 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
-import signal
-import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,18 +17,25 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from kdnlu import __version__
+from kdnlu.batches import TaskBatches
+from kdnlu.build import (
+    build_losses,
+    build_model,
+    check_best_metric,
+    encode_eval_splits,
+    encode_split,
+    loss_decoders,
+    training_groups,
+)
 from kdnlu.callbacks import Callback, TrainState
 from kdnlu.checkpoint import save_checkpoint
-from kdnlu.data import EncodedSplit, batch_indices, collate, encode_examples, ranking_groups
+from kdnlu.data import collate
 from kdnlu.distributed import World, join_world, leave_world
-from kdnlu.errors import DataError, KdnluError, TrainingError, TrainingInterrupted
+from kdnlu.errors import KdnluError, TrainingError, TrainingInterrupted
 from kdnlu.evaluation import eval_name, evaluate, label_dtype, select_score
-from kdnlu.loss import Decoder, Loss
-from kdnlu.model import MultiTaskModel
 from kdnlu.optim import linear_schedule, make_optimizer
 from kdnlu.recipe import Recipe
-from kdnlu.registry import ENCODERS, HEADS, LOSSES, SAMPLERS
+from kdnlu.registry import SAMPLERS
 from kdnlu.resume import (
     LoopPosition,
     capture,
@@ -40,9 +43,14 @@ from kdnlu.resume import (
     restore_generators,
     restore_run,
 )
+from kdnlu.run_control import (
+    amp_dtype_for,
+    deterministic_algorithms,
+    interrupt_request,
+    pick_device,
+    set_seed,
+)
 from kdnlu.rundir import append_jsonl, atomic_write_text, create_run_dir, environment_record
-from kdnlu.task import Task
-from kdnlu.token_cache import TokenCache, default_cache_dir
 
 log = logging.getLogger("kdnlu.train")
 
@@ -61,255 +69,6 @@ class RunResult:
     best_score: float | None = None
     best_step: int | None = None
     best_metric: str = "average"
-
-
-def set_seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def pick_device(choice: str) -> torch.device:
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise KdnluError("train.device is 'cuda' but torch sees no CUDA device; use auto or cpu")
-    return torch.device(choice)
-
-
-def amp_dtype_for(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """bf16 autocast on CPU, fp16 (with a GradScaler) on GPU; None when off."""
-    if not enabled:
-        return None
-    return torch.float16 if device.type == "cuda" else torch.bfloat16
-
-
-def head_outputs(task: Task, loss: Loss) -> int:
-    """Output width of a task's head: one score per row for a ranking loss, else the task's."""
-    return 1 if getattr(loss, "target", None) == "group" else task.num_outputs
-
-
-def build_model(recipe: Recipe, tasks: dict[str, Task]) -> MultiTaskModel:
-    """The shared encoder and one head per task, from the registries."""
-    encoder = ENCODERS.get(recipe.encoder.name).build(recipe.encoder.config)
-    losses = build_losses(recipe)
-    heads = {}
-    for key, spec in recipe.tasks.items():
-        outputs = head_outputs(tasks[key], losses[key])
-        try:
-            heads[key] = HEADS.get(spec.head.name).build(
-                spec.head.config, hidden_size=encoder.hidden_size, num_outputs=outputs
-            )
-        except ValueError as exc:
-            raise KdnluError(
-                f"tasks.{key}.head: head '{spec.head.name}' cannot give the {outputs} output(s) "
-                f"task {key} needs with loss '{spec.loss.name}': {exc}"
-            ) from None
-    for key, head in heads.items():
-        level, wanted = getattr(head, "level", "sequence"), tasks[key].level
-        if level != wanted:
-            gives = "one output per token" if level == "token" else "one output per row"
-            needs = "labels every word" if wanted == "token" else "has one label per row"
-            raise KdnluError(
-                f"tasks.{key}.head: head '{recipe.tasks[key].head.name}' gives {gives}, but "
-                f"task '{tasks[key].name}' {needs}; use e.g. head: {tasks[key].default_head}"
-            )
-    return MultiTaskModel(encoder, heads)
-
-
-def encode_split(
-    recipe: Recipe, tasks: dict[str, Task], tokenizer: Any, split: str, key: str
-) -> EncodedSplit:
-    """One task's split, tokenised (through the token cache unless it is off)."""
-    spec, task = recipe.tasks[key], tasks[key]
-    limit = spec.options.train_rows if split == "train" else spec.options.eval_rows
-    max_length = spec.options.max_length
-
-    def build() -> EncodedSplit:
-        examples = task.read(split, on_bad_row=spec.options.on_bad_row)
-        return encode_examples(key, tokenizer, examples, max_length)
-
-    if not recipe.train.token_cache:
-        return build().head(limit)
-    cache = TokenCache(Path(recipe.cache_dir) if recipe.cache_dir else default_cache_dir())
-    reader = getattr(task.reader, "func", task.reader)  # functools.partial -> function
-    options = {
-        "task": spec.name,
-        "split": split,
-        "config": repr(spec.config),
-        "on_bad_row": spec.options.on_bad_row,
-        "labels": task.label_names,
-        "reader": f"{reader.__module__}.{reader.__qualname__}",
-        "kdnlu": __version__,
-    }
-    return cache.get_or_build(key, tokenizer, task.path(split), max_length, options, build).head(
-        limit
-    )
-
-
-def encode_eval_splits(
-    recipe: Recipe, tasks: dict[str, Task], tokenizer: Any
-) -> dict[str, EncodedSplit]:
-    return {
-        eval_name(key, split, tasks[key]): encode_split(recipe, tasks, tokenizer, split, key)
-        for key in recipe.tasks
-        for split in tasks[key].eval_splits
-    }
-
-
-def check_best_metric(metric: str, tasks: dict[str, Task]) -> None:
-    if metric == "average":
-        return
-    names = [
-        f"{eval_name(key, split, task)}.{m}"
-        for key, task in tasks.items()
-        for split in task.eval_splits
-        for m in task.metrics
-    ]
-    if metric not in names:
-        raise KdnluError(
-            f"train.best_metric '{metric}' names no evaluation; choose 'average' or one of: "
-            + ", ".join(names)
-        )
-
-
-class TaskBatches:
-    """Each task's shuffled batches for the current pass; a task that runs out starts a new pass.
-
-    A task listed in ``groups`` (a ``[G, size]`` array of row indices, see ``ranking_groups``) is
-    batched by whole groups: ``batch_size // size`` groups per batch, each group's rows
-    consecutive, so a ranking loss sees every candidate of a question together.
-    """
-
-    def __init__(
-        self,
-        splits: dict[str, EncodedSplit],
-        batch_size: int,
-        bucket: bool,
-        rng: random.Random,
-        groups: Mapping[str, np.ndarray] | None = None,
-    ) -> None:
-        self.splits, self.batch_size, self.bucket, self.rng = splits, batch_size, bucket, rng
-        self.groups = dict(groups or {})
-        self.queues: dict[str, list[list[int]]] = {}
-
-    def _units(self, task: str) -> tuple[np.ndarray, int]:
-        """Lengths of the units batches are made of (rows or groups), and units per batch."""
-        lengths = self.splits[task].lengths
-        if task not in self.groups:
-            return lengths, self.batch_size
-        rows = self.groups[task]
-        return lengths[rows].max(1), max(1, self.batch_size // rows.shape[1])
-
-    def counts(self) -> dict[str, int]:
-        counts = {}
-        for task in self.splits:
-            lengths, per_batch = self._units(task)
-            counts[task] = math.ceil(len(lengths) / per_batch)
-        return counts
-
-    def next(self, task: str) -> list[int]:
-        if not self.queues.get(task):
-            lengths, per_batch = self._units(task)
-            batches = batch_indices(
-                lengths, per_batch, shuffle=True, rng=self.rng, bucket=self.bucket
-            )
-            if task in self.groups:
-                rows = self.groups[task]
-                batches = [rows[units].reshape(-1).tolist() for units in batches]
-            self.queues[task] = batches[::-1]  # pop() from the end keeps the shuffled order
-        return self.queues[task].pop()
-
-
-def build_losses(recipe: Recipe) -> dict[str, Loss]:
-    """Each task's loss, from the LOSSES registry."""
-    return {
-        key: LOSSES.get(spec.loss.name).build(spec.loss.config)
-        for key, spec in recipe.tasks.items()
-    }
-
-
-def loss_decoders(losses: Mapping[str, Loss]) -> dict[str, Decoder]:
-    """The tasks whose loss decides how outputs become predictions (ranking), and how."""
-    decoders = {key: getattr(loss, "decode", None) for key, loss in losses.items()}
-    return {key: decode for key, decode in decoders.items() if decode is not None}
-
-
-def training_groups(
-    splits: Mapping[str, EncodedSplit], losses: Mapping[str, Loss]
-) -> dict[str, np.ndarray]:
-    """The candidate groups of every task trained with a group-level (ranking) loss."""
-    groups = {}
-    for key, loss in losses.items():
-        if getattr(loss, "target", None) != "group":
-            continue
-        assert loss.group_size is not None and loss.positive_label is not None
-        rows, left_out = ranking_groups(splits[key], loss.group_size, loss.positive_label)
-        if not len(rows):
-            raise DataError(
-                f"task '{key}': its ranking loss finds no group of {loss.group_size} candidates "
-                f"(rows sharing their first text) with exactly one labelled "
-                f"{loss.positive_label}; there is nothing to rank"
-            )
-        if left_out:
-            log.warning(
-                "%s: the ranking loss trains on %d groups of %d candidates; %d of %d rows are in "
-                "groups of another size or without exactly one positive and are not trained on",
-                key,
-                len(rows),
-                loss.group_size,
-                left_out,
-                len(splits[key]),
-            )
-        groups[key] = rows
-    return groups
-
-
-@contextmanager
-def deterministic_algorithms(enabled: bool) -> Iterator[None]:
-    """With ``enabled``, make torch pick deterministic kernels (and fail on ops that have none)
-    for the duration, so a GPU run repeats bit for bit; the previous settings come back after."""
-    if not enabled:
-        yield
-        return
-    enabled_before = torch.are_deterministic_algorithms_enabled()
-    warn_only_before = torch.is_deterministic_algorithms_warn_only_enabled()
-    benchmark_before = torch.backends.cudnn.benchmark
-    workspace_before = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
-    if workspace_before is None:  # cuBLAS needs it to repeat (before its first use)
-        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(enabled_before, warn_only=warn_only_before)
-        torch.backends.cudnn.benchmark = benchmark_before
-        if workspace_before is None:
-            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
-
-
-@contextmanager
-def interrupt_request() -> Iterator[Callable[[], bool]]:
-    """While training: a first Ctrl-C (SIGINT) asks the loop to save and stop after the current
-    step; a second one stops at once. Yields a function telling whether one was asked."""
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-    requested = False
-
-    def handler(signum: int, frame: object) -> None:
-        nonlocal requested
-        if requested:
-            raise KeyboardInterrupt
-        requested = True
-        log.warning("interrupt: saving checkpoints/last after this step (Ctrl-C again: stop now)")
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield lambda: requested
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def train(

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from conftest import REPO, write
+from kdnlu.batches import TaskBatches
 from kdnlu.data import EncodedSplit, group_numbers, ranking_groups
 from kdnlu.errors import KdnluError, RecipeError
 from kdnlu.predict import write_predictions
 from kdnlu.recipe import load_recipe
 from kdnlu.trained import load_trained
-from kdnlu.trainer import TaskBatches, train
+from kdnlu.trainer import train
 
 QNLI_PAIRS = REPO / "tests" / "fixtures" / "qnli_ranking"
 GLUE_SAMPLE = REPO / "tests" / "fixtures" / "glue"

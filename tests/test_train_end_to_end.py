@@ -98,8 +98,9 @@ def test_max_steps_stops_mid_epoch(tmp_path: Path) -> None:
 
 
 def test_checkpoint_reloads_and_reproduces_dev_metrics(tmp_path: Path) -> None:
+    from kdnlu.build import build_model, encode_eval_splits
     from kdnlu.checkpoint import load_weights
-    from kdnlu.trainer import build_model, encode_eval_splits, evaluate
+    from kdnlu.evaluation import evaluate
 
     recipe = load_recipe(write(tmp_path / "r.yaml", TINY_RECIPE), ["train.max_steps=3"])
     run_dir = train(recipe, progress=False).run_dir

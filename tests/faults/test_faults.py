@@ -13,10 +13,12 @@ import pytest
 from safetensors.torch import load_file
 
 from conftest import REPO, TINY_RECIPE, write
+from kdnlu.build import build_model
 from kdnlu.callbacks import Callback
 from kdnlu.errors import KdnluError
 from kdnlu.recipe import load_recipe
-from kdnlu.trainer import build_model, set_seed, train
+from kdnlu.run_control import set_seed
+from kdnlu.trainer import train
 
 
 class NanAt(Callback):

@@ -1,0 +1,156 @@
+"""Building a run from its recipe: the model, the losses, and the tokenised splits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kdnlu import __version__
+from kdnlu.data import EncodedSplit, encode_examples, ranking_groups
+from kdnlu.errors import DataError, KdnluError
+from kdnlu.evaluation import eval_name
+from kdnlu.loss import Decoder, Loss
+from kdnlu.model import MultiTaskModel
+from kdnlu.recipe import Recipe
+from kdnlu.registry import ENCODERS, HEADS, LOSSES
+from kdnlu.task import Task
+from kdnlu.token_cache import TokenCache, default_cache_dir
+
+log = logging.getLogger("kdnlu.train")
+
+
+def head_outputs(task: Task, loss: Loss) -> int:
+    """Output width of a task's head: one score per row for a ranking loss, else the task's."""
+    return 1 if getattr(loss, "target", None) == "group" else task.num_outputs
+
+
+def build_model(recipe: Recipe, tasks: dict[str, Task]) -> MultiTaskModel:
+    """The shared encoder and one head per task, from the registries."""
+    encoder = ENCODERS.get(recipe.encoder.name).build(recipe.encoder.config)
+    losses = build_losses(recipe)
+    heads = {}
+    for key, spec in recipe.tasks.items():
+        outputs = head_outputs(tasks[key], losses[key])
+        try:
+            heads[key] = HEADS.get(spec.head.name).build(
+                spec.head.config, hidden_size=encoder.hidden_size, num_outputs=outputs
+            )
+        except ValueError as exc:
+            raise KdnluError(
+                f"tasks.{key}.head: head '{spec.head.name}' cannot give the {outputs} output(s) "
+                f"task {key} needs with loss '{spec.loss.name}': {exc}"
+            ) from None
+    for key, head in heads.items():
+        level, wanted = getattr(head, "level", "sequence"), tasks[key].level
+        if level != wanted:
+            gives = "one output per token" if level == "token" else "one output per row"
+            needs = "labels every word" if wanted == "token" else "has one label per row"
+            raise KdnluError(
+                f"tasks.{key}.head: head '{recipe.tasks[key].head.name}' gives {gives}, but "
+                f"task '{tasks[key].name}' {needs}; use e.g. head: {tasks[key].default_head}"
+            )
+    return MultiTaskModel(encoder, heads)
+
+
+def encode_split(
+    recipe: Recipe, tasks: dict[str, Task], tokenizer: Any, split: str, key: str
+) -> EncodedSplit:
+    """One task's split, tokenised (through the token cache unless it is off)."""
+    spec, task = recipe.tasks[key], tasks[key]
+    limit = spec.options.train_rows if split == "train" else spec.options.eval_rows
+    max_length = spec.options.max_length
+
+    def build() -> EncodedSplit:
+        examples = task.read(split, on_bad_row=spec.options.on_bad_row)
+        return encode_examples(key, tokenizer, examples, max_length)
+
+    if not recipe.train.token_cache:
+        return build().head(limit)
+    cache = TokenCache(Path(recipe.cache_dir) if recipe.cache_dir else default_cache_dir())
+    reader = getattr(task.reader, "func", task.reader)  # functools.partial -> function
+    options = {
+        "task": spec.name,
+        "split": split,
+        "config": repr(spec.config),
+        "on_bad_row": spec.options.on_bad_row,
+        "labels": task.label_names,
+        "reader": f"{reader.__module__}.{reader.__qualname__}",
+        "kdnlu": __version__,
+    }
+    return cache.get_or_build(key, tokenizer, task.path(split), max_length, options, build).head(
+        limit
+    )
+
+
+def encode_eval_splits(
+    recipe: Recipe, tasks: dict[str, Task], tokenizer: Any
+) -> dict[str, EncodedSplit]:
+    return {
+        eval_name(key, split, tasks[key]): encode_split(recipe, tasks, tokenizer, split, key)
+        for key in recipe.tasks
+        for split in tasks[key].eval_splits
+    }
+
+
+def check_best_metric(metric: str, tasks: dict[str, Task]) -> None:
+    if metric == "average":
+        return
+    names = [
+        f"{eval_name(key, split, task)}.{m}"
+        for key, task in tasks.items()
+        for split in task.eval_splits
+        for m in task.metrics
+    ]
+    if metric not in names:
+        raise KdnluError(
+            f"train.best_metric '{metric}' names no evaluation; choose 'average' or one of: "
+            + ", ".join(names)
+        )
+
+
+def build_losses(recipe: Recipe) -> dict[str, Loss]:
+    """Each task's loss, from the LOSSES registry."""
+    return {
+        key: LOSSES.get(spec.loss.name).build(spec.loss.config)
+        for key, spec in recipe.tasks.items()
+    }
+
+
+def loss_decoders(losses: Mapping[str, Loss]) -> dict[str, Decoder]:
+    """The tasks whose loss decides how outputs become predictions (ranking), and how."""
+    decoders = {key: getattr(loss, "decode", None) for key, loss in losses.items()}
+    return {key: decode for key, decode in decoders.items() if decode is not None}
+
+
+def training_groups(
+    splits: Mapping[str, EncodedSplit], losses: Mapping[str, Loss]
+) -> dict[str, np.ndarray]:
+    """The candidate groups of every task trained with a group-level (ranking) loss."""
+    groups = {}
+    for key, loss in losses.items():
+        if getattr(loss, "target", None) != "group":
+            continue
+        assert loss.group_size is not None and loss.positive_label is not None
+        rows, left_out = ranking_groups(splits[key], loss.group_size, loss.positive_label)
+        if not len(rows):
+            raise DataError(
+                f"task '{key}': its ranking loss finds no group of {loss.group_size} candidates "
+                f"(rows sharing their first text) with exactly one labelled "
+                f"{loss.positive_label}; there is nothing to rank"
+            )
+        if left_out:
+            log.warning(
+                "%s: the ranking loss trains on %d groups of %d candidates; %d of %d rows are in "
+                "groups of another size or without exactly one positive and are not trained on",
+                key,
+                len(rows),
+                loss.group_size,
+                left_out,
+                len(splits[key]),
+            )
+        groups[key] = rows
+    return groups
