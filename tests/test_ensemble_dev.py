@@ -1,0 +1,44 @@
+"""benchmarks/ensemble_dev.py: teachers' and ensemble's dev metrics from the dev stores."""
+
+from pathlib import Path
+
+import numpy as np
+
+from conftest import REPO, TINY_RECIPE, run_python, write
+from kdnlu.store import StoreSpec, StoreWriter
+
+
+def dev_store(root: Path, key: str, logits: np.ndarray, labels: np.ndarray) -> None:
+    spec = StoreSpec(
+        task=key,
+        split="dev",
+        rows=len(logits),
+        classes=logits.shape[-1],
+        teachers=tuple(f"teacher_{i}/best@{i:016d}" for i in range(logits.shape[1])),
+        fingerprint="0" * 64,
+        dtype="float32",
+    )
+    writer = StoreWriter(root / key / "dev", spec)
+    writer.write_shard(0, {"logits": logits, "labels": labels})
+    writer.finish()
+
+
+def test_each_teacher_and_the_ensemble(tmp_path: Path) -> None:
+    write(tmp_path / "teacher" / "recipe.yaml", TINY_RECIPE)
+    # 4 rows, gold 0 1 1 0. Teacher 0 is right on rows 0-2, teacher 1 on rows 1-3; the mean of
+    # their probabilities follows the surer one: teacher 1 on row 0 (wrong) and row 3 (right)
+    t0 = [[2, 0], [0, 1], [0, 1], [0, 1]]
+    t1 = [[0, 9], [0, 1], [0, 1], [2, 0]]
+    logits = np.array([t0, t1], dtype=np.float32).transpose(1, 0, 2)
+    dev_store(tmp_path / "store", "rte", logits, np.array([0, 1, 1, 0], np.float32))
+    proc = run_python(
+        [str(REPO / "benchmarks" / "ensemble_dev.py"), "store", "teacher"], cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "| model | rte accuracy | average |",
+        "| --- | --- | --- |",
+        "| teacher_0/best | 75.00 | 75.00 |",
+        "| teacher_1/best | 75.00 | 75.00 |",
+        "| ensemble | 75.00 | 75.00 |",
+    ]
