@@ -170,9 +170,12 @@ def _allows_none(tp: Any) -> bool:
 
 
 def _allows_str(tp: Any) -> bool:
-    return str in typing.get_args(tp) or (
-        typing.get_origin(tp) is Literal and all(isinstance(a, str) for a in typing.get_args(tp))
-    )
+    """Whether ``tp`` takes text as it is (``str | None``, a Literal of strings), so that a
+    ``--set`` value for it is not parsed as YAML; a tuple of strings is parsed (``[a, b]``)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        return all(isinstance(a, str) for a in args)
+    return origin in (Union, types.UnionType) and str in args
 
 
 def config_fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:

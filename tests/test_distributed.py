@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from test_distill import random_store
 
 from conftest import TINY_RECIPE, run_python, write
 
@@ -52,17 +53,33 @@ OVERRIDES = [
 
 
 def test_two_gloo_ranks_match_one_process(tmp_path: Path) -> None:
+    """With RTE distilled from a store, which every rank maps and reads its own rows of."""
     recipe = write(tmp_path / "tiny.yaml", TINY_RECIPE)
+    random_store(tmp_path / "store", "rte")
+    distill = [
+        f"distill.store={tmp_path / 'store'}",
+        "distill.tasks=[rte]",
+        "distill.temperature=2",
+    ]
     script = write(tmp_path / "record.py", SCRIPT)
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
     single = run_python(
-        [str(script), str(recipe), str(tmp_path / "one"), *OVERRIDES, "name=one"], cwd=tmp_path
+        [str(script), str(recipe), str(tmp_path / "one"), *OVERRIDES, *distill, "name=one"],
+        cwd=tmp_path,
     )
     assert single.returncode == 0, single.stderr
     launch = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     ddp = run_python(
-        [*launch, str(script), str(recipe), str(tmp_path / "two"), *OVERRIDES, "name=two"],
+        [
+            *launch,
+            str(script),
+            str(recipe),
+            str(tmp_path / "two"),
+            *OVERRIDES,
+            *distill,
+            "name=two",
+        ],
         cwd=tmp_path,
         OMP_NUM_THREADS="1",
     )

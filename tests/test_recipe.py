@@ -63,6 +63,10 @@ def test_set_overrides_are_typed_by_the_config(tmp_path: Path) -> None:
             "encoder.layers=3",
             "name=renamed",
             "tasks.mrpc.loss.label_smoothing=0.1",
+            "imports=[]",
+            f"distill.store={tmp_path}",
+            "distill.tasks=[rte, mrpc]",
+            "distill.teachers=[2]",
         ],
     )
     assert recipe.train.lr == 3e-5 and isinstance(recipe.train.lr, float)
@@ -71,6 +75,8 @@ def test_set_overrides_are_typed_by_the_config(tmp_path: Path) -> None:
     assert recipe.encoder.config.layers == 3
     assert recipe.name == "renamed"
     assert recipe.tasks["mrpc"].loss.config.label_smoothing == 0.1
+    assert recipe.imports == ()
+    assert recipe.distill.tasks == ("rte", "mrpc") and recipe.distill.teachers == (2,)
 
 
 def test_set_path_is_relative_to_the_working_directory(tmp_path: Path) -> None:
