@@ -419,10 +419,21 @@ class LogitStore:
 
     def _gather(self, indices: Sequence[int] | np.ndarray, part: str) -> np.ndarray:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if idx.size and (idx.min() < 0 or idx.max() >= self.spec.rows):
-            bad = int(idx[(idx < 0) | (idx >= self.spec.rows)][0])
-            raise IndexError(f"row {bad} is outside the store's {self.spec.rows} rows")
-        return np.asarray(self._array(part)[idx])
+        array = self._arrays.get(part)
+        if array is None:
+            array = self._array(part)
+        # numpy refuses rows past the end itself; only negative ones (which it would take from
+        # the end) need a look: one reduction on this hot path, not two
+        if idx.size and idx.min() < 0:
+            return self._outside(idx)
+        try:
+            return array[idx]
+        except IndexError:
+            return self._outside(idx)
+
+    def _outside(self, idx: np.ndarray) -> np.ndarray:
+        bad = int(idx[(idx < 0) | (idx >= self.spec.rows)][0])
+        raise IndexError(f"row {bad} is outside the store's {self.spec.rows} rows")
 
     def logits(
         self, indices: Sequence[int] | np.ndarray, teachers: Sequence[int] | None = None

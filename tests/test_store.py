@@ -70,6 +70,8 @@ def test_dense_round_trip_by_row_index(tmp_path: Path, dtype: str) -> None:
     assert isinstance(store._array("logits").base, np.memmap)  # read through a memory map
     with pytest.raises(IndexError, match="^row 10 is outside the store's 10 rows$"):
         store.logits([1, 10])
+    with pytest.raises(IndexError, match="^row -1 is outside the store's 10 rows$"):
+        store.logits([1, -1])  # numpy would take the last row
 
 
 def test_regression_store_gives_the_teachers_mean(tmp_path: Path) -> None:
