@@ -145,11 +145,15 @@ def run_bench(
     return BenchOutcome(total, total - len(todo), len(todo), failed)
 
 
+def run_log(bench: Bench, run: RunSpec) -> Path:
+    """``logs/<point>__s<seed>.log``: the run's output; its request and result lie beside it."""
+    return bench.folder / "logs" / f"{run.folder.replace('/', '__')}.log"
+
+
 def _start(bench: Bench, run: RunSpec, threads: int) -> tuple[subprocess.Popen[bytes], Path]:
-    work = bench.folder / "logs"
-    work.mkdir(parents=True, exist_ok=True)
-    stem = run.folder.replace("/", "__")
-    request, result = work / f"{stem}.request.json", work / f"{stem}.result.json"
+    log_path = run_log(bench, run)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    request, result = log_path.with_suffix(".request.json"), log_path.with_suffix(".result.json")
     result.unlink(missing_ok=True)
     payload = {
         "run": run.to_json(),
@@ -158,7 +162,7 @@ def _start(bench: Bench, run: RunSpec, threads: int) -> tuple[subprocess.Popen[b
         "threads": threads,
     }
     atomic_write_text(request, json.dumps(payload, indent=1) + "\n")
-    with open(work / f"{stem}.log", "ab") as out:
+    with open(log_path, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "kdnlu.bench.worker", str(request)],
             stdout=out,
@@ -175,11 +179,10 @@ def _result(
     try:
         record = json.loads(result_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        log_path = bench.folder / "logs" / f"{run.folder.replace('/', '__')}.log"
         record = {
             "status": "failed",
             "error": f"the run's process ended with exit code {returncode} and no result; "
-            f"see {log_path}",
+            f"see {run_log(bench, run)}",
         }
     record.setdefault("seconds", round(time.time() - started, 2))
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
