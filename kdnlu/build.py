@@ -154,3 +154,42 @@ def training_groups(
             )
         groups[key] = rows
     return groups
+
+
+def training_units(
+    recipe: Recipe, splits: Mapping[str, EncodedSplit], losses: Mapping[str, Loss]
+) -> dict[str, np.ndarray]:
+    """The units batches are made of (``[U, size]`` row indices) of every task that does not
+    train on each of its rows alone: ranking tasks' candidate groups (``training_groups``), and
+    the fixed random sample of a task with ``train_sample``. Rows keep their place in the split.
+    """
+    units = training_groups(splits, losses)
+    for key, split in splits.items():
+        options = recipe.tasks[key].options
+        if options.train_sample is None:
+            continue
+        rows = units.get(key)
+        if rows is None:
+            rows = np.arange(len(split), dtype=np.int64)[:, None]
+        what = "candidate groups" if key in units else "training rows"
+        if options.train_sample >= len(rows):
+            log.warning(
+                "%s: train_sample %d is not below its %d %s; training on all of them",
+                key,
+                options.train_sample,
+                len(rows),
+                what,
+            )
+            continue
+        rng = np.random.default_rng(options.sample_seed)
+        pick = np.sort(rng.choice(len(rows), size=options.train_sample, replace=False))
+        units[key] = rows[pick]
+        log.info(
+            "%s: training on %d of its %d %s (train_sample, sample_seed %d)",
+            key,
+            options.train_sample,
+            len(rows),
+            what,
+            options.sample_seed,
+        )
+    return units

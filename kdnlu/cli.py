@@ -107,9 +107,11 @@ def dry_build(recipe: Recipe) -> str:
         task = tasks[key]
         policy = spec.options.on_bad_row
         train = len(task.read("train", spec.options.train_rows, policy))
+        sample = spec.options.train_sample
+        trained = f"{sample} of {train}" if sample is not None and sample < train else str(train)
         dev = sum(len(task.read(s, spec.options.eval_rows, policy)) for s in task.eval_splits)
         lines.append(
-            f"  {key}: {train} train / {dev} dev rows, head {spec.head.name}, "
+            f"  {key}: {trained} train / {dev} dev rows, head {spec.head.name}, "
             f"loss {spec.loss.name}, metrics {', '.join(task.metrics)}"
         )
     model = build_model(recipe, tasks)

@@ -16,18 +16,24 @@ class TaskOptions:
     columns, unknown label), naming file:line; "skip" leaves such rows out and logs one warning
     per file saying how many were skipped and where the first one was.
     ``optional``: leave the task out of the run when its data files are missing.
+    ``train_sample``: train on N training rows drawn at random (without replacement, kept in
+    file order) with ``sample_seed``, the same rows whatever ``train.seed``; rows keep their
+    place in the split, so a teachers' store of the whole split still lines up. A ranking task
+    draws N candidate groups.
     """
 
     max_length: int = 128
     train_rows: int | None = None
     eval_rows: int | None = None
+    train_sample: int | None = None
+    sample_seed: int = 0
     on_bad_row: Literal["error", "skip"] = "error"
     optional: bool = False
 
     def __post_init__(self) -> None:
         if self.max_length < 8:
             raise ValueError(f"max_length must be at least 8, got {self.max_length}")
-        for key in ("train_rows", "eval_rows"):
+        for key in ("train_rows", "eval_rows", "train_sample"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ValueError(f"{key} must be a positive number of rows, got {value}")

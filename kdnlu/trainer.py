@@ -25,7 +25,7 @@ from kdnlu.build import (
     encode_eval_splits,
     encode_split,
     loss_decoders,
-    training_groups,
+    training_units,
 )
 from kdnlu.callbacks import Callback, TrainState
 from kdnlu.checkpoint import save_checkpoint
@@ -139,7 +139,7 @@ def _train(
         cfg.batch_size,
         cfg.length_bucketing,
         batch_rng,
-        groups=training_groups(train_splits, losses),
+        groups=training_units(recipe, train_splits, losses),
     )
     if recipe.distill is not None:
         from kdnlu.distill import Distiller, open_stores
@@ -183,7 +183,11 @@ def _train(
     from tensorboardX import SummaryWriter
 
     writer = SummaryWriter(str(run_dir / "tb")) if world.is_main else _NoWriter()
-    sizes = ", ".join(f"{k} {len(s)}" for k, s in train_splits.items())
+    trained = {
+        k: batches.groups[k].size if k in batches.groups else len(s)
+        for k, s in train_splits.items()
+    }
+    sizes = ", ".join(f"{k} {n} rows" for k, n in trained.items())
     log.info(
         "training %d steps (%d epochs) on %s; device %s", total_steps, cfg.epochs, sizes, device
     )

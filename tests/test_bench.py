@@ -321,13 +321,42 @@ def test_paired_t_test_against_table_values() -> None:
 
 @pytest.mark.parametrize("path", sorted((RECIPES / "bench").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_bench_files_expand(path: Path) -> None:
-    store = REPO / "runs" / "kd_store"  # what the student recipes read, made by kdnlu-teach
-    made = not store.exists()
-    store.mkdir(parents=True, exist_ok=True)
+    # what the student recipes read, made by kdnlu-teach
+    stores = [REPO / "runs" / "kd_store", REPO / "runs" / "lowres" / "kd_store"]
+    made = [store for store in stores if not store.exists()]
+    for store in made:
+        store.mkdir(parents=True)
     try:
         bench = load_bench(path)
     finally:
-        if made:
+        for store in made:
             store.rmdir()
     assert bench.folder == REPO / "runs" / "bench" / path.stem
     assert len(bench.runs) >= 4 and bench.compare
+
+
+def test_points_option_runs_some_points_and_leaves_the_others_for_later(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "tiny.yaml", TINY_RECIPE)
+    write(tmp_path / "kd.yaml", TINY_RECIPE + "distill: {store: no_store_yet, tasks: [rte]}\n")
+    path = bench_file(
+        tmp_path,
+        FAST + "seeds: [1, 2]\npoints:\n  plain: {}\n  kd: {recipe: kd.yaml}\n"
+        "compare: [[kd, plain]]\n",
+    )
+    with pytest.raises(RecipeError, match="distill.store: .*no_store_yet does not exist"):
+        load_bench(path)  # every point is checked before any run starts ...
+    with pytest.raises(KdnluError, match="--points nope: no such point; the points are plain, kd"):
+        load_bench(path, only=["nope"])
+    bench = load_bench(path, only=["plain"])  # ... unless only some are asked for
+    assert [(r.point, r.seed) for r in pending_runs(bench)] == [("plain", 1), ("plain", 2)]
+    assert bench_main([str(path), "--points", "plain", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "bench grid: 2 run(s)" in out and "0 failed" in out
+    (tmp_path / "no_store_yet").mkdir()  # the store is written: the whole bench goes on
+    full = load_bench(path)
+    assert {r["point"] for r in read_results(full.folder).values()} == {"plain"}
+    assert [(r.point, r.seed) for r in pending_runs(full)] == [("kd", 1), ("kd", 2)]
+    report = (full.folder / "report.md").read_text()
+    assert "2 run(s) not run yet (or interrupted): run the bench again." in report

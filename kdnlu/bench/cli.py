@@ -19,12 +19,13 @@ def _run(args: argparse.Namespace) -> int:
     from kdnlu.bench.runner import describe_runs, pending_runs, run_bench
 
     setup_logging(args.quiet)
-    bench = load_bench(args.bench, args.output_dir, args.overrides)
+    only = [name.strip() for text in args.points for name in text.split(",")] or None
+    bench = load_bench(args.bench, args.output_dir, args.overrides, only)
     if args.dry_run:
         print(describe_runs(bench, pending_runs(bench, args.retry_failed)))
         return 0
     started = time.time()
-    outcome = run_bench(bench, args.jobs, args.retry_failed, progress=not args.quiet)
+    outcome = run_bench(bench, args.jobs, args.retry_failed, not args.quiet, args.threads)
     written = build_reports(bench)
     minutes, seconds = divmod(int(time.time() - started), 60)
     print(
@@ -76,7 +77,17 @@ def bench_parser() -> argparse.ArgumentParser:
     add_set_arg(parser, "set a recipe value in every run, over the bench file's (repeatable)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
     parser.add_argument(
+        "--threads", type=int, help="torch threads of each run (default: cores / --jobs)"
+    )
+    parser.add_argument(
         "--retry-failed", action="store_true", help="run again the runs recorded as failed"
+    )
+    parser.add_argument(
+        "--points",
+        action="append",
+        default=[],
+        metavar="NAME[,NAME]",
+        help="run only these points (repeatable); the reports still cover every point",
     )
     parser.add_argument("--dry-run", action="store_true", help="list the runs still to do")
     parser.add_argument("--output-dir", help="folder of bench folders (overrides output_dir)")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kdnlu.config import SetValue
-from kdnlu.errors import RecipeError
+from kdnlu.errors import KdnluError, RecipeError
 from kdnlu.recipe import Override, load_recipe, parse_override, raw_recipe
 from kdnlu.yaml_source import KeyPath, Location, format_key_path, load_yaml_with_locations
 
@@ -95,6 +95,7 @@ class Bench:
     evaluation: str = "last"
     source: str = ""
     grid_keys: tuple[str, ...] = field(default=())
+    selected: frozenset[str] | None = None  # labels of the points to run (--points); None: all
 
     @property
     def runs(self) -> list[RunSpec]:
@@ -207,11 +208,16 @@ def run_key(recipe: str | Path, overrides: Sequence[Override]) -> str:
 
 
 def load_bench(
-    path: str | Path, output_dir: str | None = None, overrides: Sequence[str] = ()
+    path: str | Path,
+    output_dir: str | None = None,
+    overrides: Sequence[str] = (),
+    only: Sequence[str] | None = None,
 ) -> Bench:
     """Read and expand a bench file; load every run's recipe once to check it.
 
     ``overrides`` (``--set`` texts) apply to every run, over the bench file's own values.
+    ``only`` names the points to check (``--points``): the others' recipes are not loaded, so
+    a point whose inputs do not exist yet (a teachers' store) can wait for a later call.
     """
     path = Path(path)
     command_line = [parse_override(text) for text in overrides]
@@ -244,7 +250,15 @@ def load_bench(
     default_recipe = reader.recipe_path(data["recipe"], ("recipe",)) if "recipe" in data else None
     named = reader.mapping(data.get("points"), ("points",)) or {None: {}}
     labels = short_keys(list(grid))
-    points = []
+    if only is not None:
+        known = [str(n) for n in named if n is not None]
+        unknown = [n for n in only if n not in known]
+        if unknown:
+            raise KdnluError(
+                f"{path}: --points {', '.join(unknown)}: no such point; the points are "
+                + (", ".join(known) or "(none: the bench file names no points)")
+            )
+    points, selected = [], set()
     for point_name, raw_point in named.items():
         ppath: KeyPath = ("points", point_name) if point_name is not None else ()
         raw_point = reader.mapping(raw_point, ppath)
@@ -272,10 +286,13 @@ def load_bench(
                         Override(("train", "seed"), seed, reader.where(("seeds",))),
                         *command_line,
                     )
-                    load_recipe(recipe, list(overrides))  # every run is valid before any starts
+                    if only is None or point_name in only:  # each run valid before any starts
+                        load_recipe(recipe, list(overrides))
                     key = run_key(recipe, overrides)
                     runs.append(RunSpec(key, label, seed, str(recipe), overrides, folder_name))
             points.append(Point(label, values, tuple(runs)))
+            if only is None or point_name in only:
+                selected.add(label)
     names = [p.name for p in points]
     _check_unique(reader, points)
     compare = _comparisons(reader, data.get("compare"), names)
@@ -293,6 +310,7 @@ def load_bench(
         evaluation=evaluation,
         source=str(path.resolve()),
         grid_keys=tuple(grid),
+        selected=None if only is None else frozenset(selected),
     )
 
 

@@ -81,26 +81,39 @@ def load_bench_folder(folder: str | Path) -> Bench:
         raise KdnluError(f"{path} is not a valid bench description ({exc})") from None
 
 
+def selected_runs(bench: Bench) -> list[RunSpec]:
+    """The runs of the points selected with ``--points`` (every run when none were)."""
+    return [run for run in bench.runs if bench.selected is None or run.point in bench.selected]
+
+
 def pending_runs(bench: Bench, retry_failed: bool = False) -> list[RunSpec]:
-    """The runs without a result (and, with ``retry_failed``, those whose result is a failure)."""
+    """The selected runs without a result (and, with ``retry_failed``, those whose result is a
+    failure)."""
     results = read_results(bench.folder)
     return [
         run
-        for run in bench.runs
-        if run.key not in results or (retry_failed and results[run.key]["status"] != "ok")
+        for run in selected_runs(bench)
+        if (run.key not in results or (retry_failed and results[run.key]["status"] != "ok"))
     ]
 
 
 def run_bench(
-    bench: Bench, jobs: int = 1, retry_failed: bool = False, progress: bool = True
+    bench: Bench,
+    jobs: int = 1,
+    retry_failed: bool = False,
+    progress: bool = True,
+    threads: int | None = None,
 ) -> BenchOutcome:
-    """Run every pending run of ``bench``, ``jobs`` at a time, appending their results."""
+    """Run every pending run of ``bench``'s selected points, ``jobs`` at a time, appending
+    their results. Each run gets ``threads`` torch threads (default: cores / jobs)."""
     if jobs < 1:
         raise KdnluError(f"--jobs must be at least 1, got {jobs}")
+    if threads is not None and threads < 1:
+        raise KdnluError(f"--threads must be at least 1, got {threads}")
     bench.folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(bench.folder / BENCH_JSON, json.dumps(bench.to_json(), indent=1) + "\n")
     todo = pending_runs(bench, retry_failed)
-    total = len(bench.runs)
+    total = len(selected_runs(bench))
     log.info(
         "bench %s: %d runs, %d finished before, %d to run (%d at a time); folder %s",
         bench.name,
@@ -110,7 +123,7 @@ def run_bench(
         jobs,
         bench.folder,
     )
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     failed: list[dict[str, Any]] = []
     bar = tqdm(total=len(todo), desc=bench.name, unit="run", disable=not progress)
     running: dict[subprocess.Popen[bytes], tuple[RunSpec, Path, float]] = {}
