@@ -57,8 +57,8 @@ def test_unknown_task_key(tmp_path: Path) -> None:
     path = write(tmp_path / "r.yaml", TINY_RECIPE.replace("max_length: 48}", "max_len: 48}", 1))
     assert error_of(path) == (
         f"{path}:5: unknown key 'max_len' at tasks.rte.max_len; did you mean 'max_length'? "
-        "Valid keys here: name, max_length, train_rows, eval_rows, on_bad_row, optional, data, "
-        "head, loss."
+        "Valid keys here: name, max_length, train_rows, eval_rows, train_sample, sample_seed, "
+        "on_bad_row, optional, data, head, loss."
     )
 
 
