@@ -263,6 +263,7 @@ def load_bench(
         ppath: KeyPath = ("points", point_name) if point_name is not None else ()
         raw_point = reader.mapping(raw_point, ppath)
         reader.check_keys(raw_point, POINT_KEYS, ppath)
+        chosen = only is None or point_name in only
         recipes = _point_recipes(reader, raw_point, ppath, default_recipe)
         point_set = reader.overrides(reader.mapping(raw_point.get("set"), (*ppath, "set")), ppath)
         for combo in itertools.product(*grid.values()):
@@ -286,12 +287,12 @@ def load_bench(
                         Override(("train", "seed"), seed, reader.where(("seeds",))),
                         *command_line,
                     )
-                    if only is None or point_name in only:  # each run valid before any starts
+                    if chosen:  # every chosen run is valid before any starts
                         load_recipe(recipe, list(overrides))
                     key = run_key(recipe, overrides)
                     runs.append(RunSpec(key, label, seed, str(recipe), overrides, folder_name))
             points.append(Point(label, values, tuple(runs)))
-            if only is None or point_name in only:
+            if chosen:
                 selected.add(label)
     names = [p.name for p in points]
     _check_unique(reader, points)

@@ -93,7 +93,7 @@ def pending_runs(bench: Bench, retry_failed: bool = False) -> list[RunSpec]:
     return [
         run
         for run in selected_runs(bench)
-        if (run.key not in results or (retry_failed and results[run.key]["status"] != "ok"))
+        if run.key not in results or (retry_failed and results[run.key]["status"] != "ok")
     ]
 
 
