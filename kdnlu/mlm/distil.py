@@ -1,0 +1,170 @@
+"""Vocabulary-level distillation: a smaller masked LM learns the teacher's top-k distributions.
+
+The student is cut from the teacher (its embeddings, output head and some encoder layers, see
+``cut_student``) and trained on the masked corpus against the top-k store, renormalised over
+its k words, with the fused ``soft_cross_entropy`` (top-k target), mixed with the gold-token
+loss by ``alpha``. Every ``holdout``-th sentence is kept out of training and scored before,
+during and after it. The result is a Hugging Face folder that fine-tunes like any encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from kdnlu.errors import KdnluError
+from kdnlu.kernels import BACKENDS, soft_cross_entropy
+from kdnlu.mlm.corpus import MaskedCorpus
+from kdnlu.mlm.models import MlmModel, cut_student, save_mlm, training_order
+from kdnlu.mlm.teach import check_store
+from kdnlu.optim import linear_schedule, make_optimizer
+from kdnlu.store import LogitStore
+
+
+@dataclass(frozen=True)
+class DistilOptions:
+    """How the student is made and trained; ``steps = 0`` only cuts it (a baseline)."""
+
+    layers: tuple[int, ...] = (0, 2, 4)
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-4
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    alpha: float = 0.0
+    holdout: int = 50
+    eval_every: int = 250
+    seed: int = 13
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size < 1 or self.holdout < 2 or self.eval_every < 1:
+            raise KdnluError(
+                "steps must be >= 0, batch_size and eval_every >= 1 and holdout >= 2; got "
+                f"{self.steps}, {self.batch_size}, {self.eval_every}, {self.holdout}"
+            )
+        if not 0.0 <= self.alpha <= 1.0:
+            raise KdnluError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.lr <= 0:
+            raise KdnluError(f"lr must be > 0, got {self.lr}")
+        if self.backend not in BACKENDS:
+            raise KdnluError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+
+
+def targets_of(store: LogitStore, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k ids and probabilities renormalised over the k words, for some store rows."""
+    ids, probs, _ = store.topk(rows)
+    probs = probs / np.clip(probs.sum(1, keepdims=True), 1e-12, None)
+    return torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(probs)
+
+
+def evaluate(
+    student: MlmModel,
+    corpus: MaskedCorpus,
+    store: LogitStore,
+    sentences: np.ndarray,
+    batch_size: int = 64,
+) -> dict[str, float]:
+    """On held-out sentences: soft cross-entropy against the renormalised top k (nats), how
+    often the student's top word is the teacher's, and its accuracy on the original tokens."""
+    model = student.model
+    was_training = model.training
+    model.eval()
+    soft = agree = gold = rows = 0.0
+    with torch.no_grad():
+        for start in range(0, len(sentences), batch_size):
+            batch = corpus.batch(sentences[start : start + batch_size])
+            logits = student.masked_logits(batch).float()
+            ids, probs = (t.to(logits.device) for t in targets_of(store, batch["rows"]))
+            soft += float(
+                soft_cross_entropy(
+                    logits, topk_ids=ids, topk_probs=probs, reduction="sum", backend="torch"
+                )
+            )
+            top = logits.argmax(1)
+            agree += float((top == ids[:, 0]).sum())
+            gold += float((top == batch["targets"].to(top.device)).sum())
+            rows += len(logits)
+    model.train(was_training)
+    rows = max(rows, 1.0)
+    return {
+        "soft_ce": soft / rows,
+        "teacher_top1_agreement": 100 * agree / rows,
+        "gold_accuracy": 100 * gold / rows,
+    }
+
+
+def distil_mlm(
+    teacher: MlmModel,
+    corpus: MaskedCorpus,
+    store_dir: str | Path,
+    out: str | Path,
+    options: DistilOptions = DistilOptions(),
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Cut the student, train it against the store and save it to ``out``; returns the
+    evaluations (held-out sentences) and the loss curve."""
+    store = LogitStore.open(store_dir)
+    check_store(store, corpus, Path(store_dir))
+    if Path(out).exists():
+        raise KdnluError(f"{out} already exists; choose a new folder")
+    if store.spec.classes != int(teacher.model.config.vocab_size):
+        raise KdnluError(
+            f"{store_dir} has {store.spec.classes} classes; the teacher's vocabulary has "
+            f"{teacher.model.config.vocab_size}"
+        )
+    torch.manual_seed(options.seed)
+    student = cut_student(teacher, options.layers)
+    everything = np.arange(corpus.sentences)
+    held = everything[:: options.holdout]
+    train = np.setdiff1d(everything, held)
+    if len(train) == 0:
+        raise KdnluError("the corpus is too small: no sentence is left to train on")
+    model = student.model
+    optimizer = make_optimizer(model, "adamw", options.lr, options.weight_decay)
+    schedule = linear_schedule(optimizer, max(options.steps, 1), options.warmup)
+    evals = [{"step": 0, **evaluate(student, corpus, store, held)}]
+    losses: list[float] = []
+    order = training_order(train, options.steps, options.batch_size, options.seed)
+    model.train()
+    bar = tqdm(total=options.steps, desc="distil MLM", unit="step", disable=not progress)
+    for step in range(1, options.steps + 1):
+        chosen = order[(step - 1) * options.batch_size : step * options.batch_size]
+        batch = corpus.batch(chosen)
+        logits = student.masked_logits(batch)
+        ids, probs = targets_of(store, batch["rows"])
+        loss = soft_cross_entropy(
+            logits,
+            topk_ids=ids.to(logits.device),
+            topk_probs=probs.to(logits.device),
+            hard_labels=batch["targets"].to(logits.device),
+            alpha=options.alpha,
+            backend=options.backend,  # type: ignore[arg-type]
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        bar.update()
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        if step % options.eval_every == 0 or step == options.steps:
+            evals.append({"step": step, **evaluate(student, corpus, store, held)})
+    bar.close()
+    result = {
+        "store": str(store.folder),
+        "top_k": store.spec.top_k,
+        "corpus_fingerprint": corpus.fingerprint,
+        "held_out_sentences": len(held),
+        "options": {**asdict(options), "layers": list(options.layers)},
+        "evaluations": evals,
+        "loss": losses,
+    }
+    save_mlm(student, out, {"teacher": teacher.source, "distillation": result})
+    return result

@@ -1,0 +1,207 @@
+"""Masked-LM models: load one (fitting an output head where the checkpoint has none), cut a
+smaller student out of a teacher, and save either as a Hugging Face folder.
+
+Every saved folder loads with ``AutoModelForMaskedLM`` and, as an encoder for fine-tuning, with
+``AutoModel`` (``encoder: {name: hf, path: FOLDER}`` in a recipe).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from kdnlu.errors import KdnluError
+from kdnlu.mlm.corpus import MaskedCorpus
+from kdnlu.rundir import atomic_write_text, staged_dir
+
+MLM_JSON = "kdnlu_mlm.json"
+
+
+@dataclass
+class MlmModel:
+    """A masked-LM model, its tokenizer and whether its output head was trained."""
+
+    model: nn.Module
+    tokenizer: Any
+    head_trained: bool
+    source: str
+
+    @property
+    def layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    def masked_logits(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Vocabulary logits ``[masked rows, V]`` at the batch's masked positions only (the
+        output layer never sees the other positions)."""
+        device = next(self.model.parameters()).device
+        base = self.model.base_model
+        hidden = base(
+            input_ids=batch["input_ids"].to(device),
+            attention_mask=batch["attention_mask"].to(device),
+        ).last_hidden_state
+        picked = hidden[batch["mask_batch"].to(device), batch["mask_pos"].to(device)]
+        return _head(self.model)(picked)
+
+
+def _head(model: nn.Module) -> nn.Module:
+    head = getattr(model, "cls", None)
+    if head is None:
+        raise KdnluError(
+            f"{type(model).__name__} is not a BERT-style masked LM (no .cls output head); "
+            "vocabulary distillation supports BERT-family checkpoints"
+        )
+    return head
+
+
+def load_mlm(path: str) -> MlmModel:
+    """A local checkpoint (or 'minilm', the bundled MiniLM-L6) as a masked LM.
+
+    A checkpoint saved without its MLM output layer (such as the bundled sentence encoder) gets
+    a fresh one, tied to the word embeddings: ``head_trained`` is then False and the head must
+    be fitted (``fit_head``) before the model can teach.
+    """
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from kdnlu.hf import checkpoint_dir, quiet_transformers
+
+    quiet_transformers()
+    folder = checkpoint_dir(path)
+    if not (folder / "config.json").is_file():
+        raise KdnluError(f"no Hugging Face checkpoint at {folder} (config.json is missing)")
+    model, info = AutoModelForMaskedLM.from_pretrained(str(folder), output_loading_info=True)
+    _head(model)
+    missing = [k for k in info["missing_keys"] if not k.endswith("decoder.weight")]
+    head_trained = not any(k.startswith("cls.") for k in missing)
+    if any(not k.startswith("cls.") for k in missing):
+        raise KdnluError(f"{folder}: the checkpoint lacks encoder weights: {missing[:5]}")
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    return MlmModel(model, tokenizer, head_trained, str(folder))
+
+
+def sentence_batches(
+    order: np.ndarray, batch_size: int, corpus: MaskedCorpus
+) -> Iterator[dict[str, Any]]:
+    for start in range(0, len(order), batch_size):
+        yield corpus.batch(order[start : start + batch_size])
+
+
+def training_order(sentences: np.ndarray, steps: int, batch_size: int, seed: int) -> np.ndarray:
+    """Sentence indices for ``steps`` batches: shuffled epochs over ``sentences``, repeated."""
+    rng = np.random.default_rng(seed)
+    need = steps * batch_size
+    parts, total = [], 0
+    while total < need:
+        parts.append(rng.permutation(sentences))
+        total += len(sentences)
+    return np.concatenate(parts)[:need] if parts else np.zeros(0, dtype=np.int64)
+
+
+def fit_head(
+    mlm: MlmModel,
+    corpus: MaskedCorpus,
+    steps: int = 300,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[float]:
+    """Train the MLM output head (transform and bias; the decoder stays tied to the frozen word
+    embeddings) on the corpus's masked tokens, the encoder frozen; returns the loss per step."""
+    model = mlm.model
+    head = _head(model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    trainable = [p for n, p in head.named_parameters() if "decoder.weight" not in n]
+    for p in trainable:
+        p.requires_grad_(True)
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
+    model.eval()  # no dropout: the encoder is fixed, only the head learns
+    losses = []
+    order = training_order(np.arange(corpus.sentences), steps, batch_size, seed)
+    bar = tqdm(total=steps, desc="fit MLM head", unit="step", disable=not progress)
+    for batch in sentence_batches(order, batch_size, corpus):
+        logits = mlm.masked_logits(batch)
+        loss = nn.functional.cross_entropy(logits, batch["targets"].to(logits.device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        bar.update()
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    bar.close()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    mlm.head_trained = True
+    return losses
+
+
+def cut_student(teacher: MlmModel, layers: Sequence[int]) -> MlmModel:
+    """A student with the teacher's embeddings, output head and the encoder layers ``layers``
+    (e.g. ``[0, 2, 4]`` of six), in that order."""
+    total = teacher.layers
+    if not layers:
+        raise KdnluError("a student needs at least one layer")
+    bad = [i for i in layers if not 0 <= i < total]
+    if bad:
+        raise KdnluError(f"student layers {bad} do not exist: the teacher has layers 0-{total - 1}")
+    model = teacher.model
+    blocks = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+    if not isinstance(blocks, nn.ModuleList):
+        raise KdnluError(
+            f"{type(model).__name__}: cannot find its encoder layers (base_model.encoder.layer)"
+        )
+    config = copy.deepcopy(model.config)
+    config.num_hidden_layers = len(layers)
+    student = type(model)(config)
+    state = model.state_dict()
+    prefix = next(k for k in state if ".encoder.layer." in k).split(".encoder.layer.")[0]
+    renamed = {}
+    for key, value in state.items():
+        marker = f"{prefix}.encoder.layer."
+        if key.startswith(marker):
+            index, rest = key[len(marker) :].split(".", 1)
+            if int(index) not in layers:
+                continue
+            key = f"{marker}{list(layers).index(int(index))}.{rest}"
+        renamed[key] = value.clone()
+    missing, unexpected = student.load_state_dict(renamed, strict=False)
+    missing = [k for k in missing if not k.endswith("decoder.weight")]
+    if missing or unexpected:
+        raise KdnluError(f"cutting the student failed: missing {missing}, unexpected {unexpected}")
+    student.tie_weights()
+    return MlmModel(student, teacher.tokenizer, teacher.head_trained, teacher.source)
+
+
+def save_mlm(mlm: MlmModel, folder: str | Path, about: dict[str, Any]) -> Path:
+    """Write the model, tokenizer and ``kdnlu_mlm.json`` (what made it) atomically to a new
+    folder."""
+    folder = Path(folder)
+    if folder.exists():
+        raise KdnluError(f"{folder} already exists; choose a new folder")
+    with staged_dir(folder) as staging:
+        mlm.model.save_pretrained(str(staging))
+        mlm.tokenizer.save_pretrained(str(staging))
+        info = {"head_trained": mlm.head_trained, "layers": mlm.layers, **about}
+        atomic_write_text(staging / MLM_JSON, json.dumps(info, indent=2) + "\n")
+    return folder
+
+
+def ready_teacher(path: str) -> MlmModel:
+    """Load a teacher for ``teach``/``distil``: its output head must have been trained."""
+    mlm = load_mlm(path)
+    if not mlm.head_trained:
+        raise KdnluError(
+            f"{mlm.source} has no trained masked-LM output layer; fit one first: "
+            f"kdnlu-mlm head {path} --corpus CORPUS --out TEACHER_FOLDER"
+        )
+    return mlm

@@ -1,0 +1,308 @@
+"""Vocabulary-level distillation: masked corpora, top-k fidelity, teacher stores, students."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import GLUE_SAMPLE
+from kdnlu.errors import KdnluError
+from kdnlu.hf import load_tokenizer
+from kdnlu.mlm.cli import main as mlm_main
+from kdnlu.mlm.corpus import MaskedCorpus, Masking, mask_corpus, task_sentences
+from kdnlu.mlm.distil import DistilOptions, distil_mlm
+from kdnlu.mlm.models import cut_student, fit_head, load_mlm, ready_teacher
+from kdnlu.mlm.teach import fidelity_terms, teach_mlm, top_of
+from kdnlu.store import LogitStore
+
+SENTENCES = [
+    "the cat sat on the mat and looked at the birds outside",
+    "a quick brown fox jumps over the lazy dog",
+    "researchers distil large ensembles into one small student model",
+    "it rained all day , so the match was called off",
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer("minilm")
+
+
+def tiny_mlm_folder(folder: Path, tokenizer, layers: int = 4, with_head: bool = True) -> Path:
+    from transformers import BertConfig, BertForMaskedLM, BertModel
+
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(0)
+    model = BertForMaskedLM(config) if with_head else BertModel(config)
+    model.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+def test_masking_follows_the_plan(tokenizer) -> None:
+    masking = Masking(max_length=32, seed=3)
+    corpus = mask_corpus(SENTENCES * 50, tokenizer, masking)
+    assert corpus.problem() is None
+    special = set(tokenizer.all_special_ids)
+    counts = np.diff(corpus.offsets)
+    for s in range(corpus.sentences):
+        ordinary = [t for t in corpus.input_ids[s, : corpus.lengths[s]] if t not in special]
+        original = tokenizer(SENTENCES[s % 4], truncation=True, max_length=32)["input_ids"]
+        assert corpus.lengths[s] == len(original)
+        assert counts[s] == max(1, round(0.15 * (len(original) - 2)))
+        assert (
+            len(ordinary) + (corpus.input_ids[s] == tokenizer.mask_token_id).sum()
+            >= len(original) - 2
+        )
+    rows = np.arange(corpus.rows)
+    owner = np.repeat(np.arange(corpus.sentences), counts)
+    masked_now = corpus.input_ids[owner, corpus.positions[rows]]
+    originals = np.array(
+        [
+            tokenizer(SENTENCES[o % 4], truncation=True, max_length=32)["input_ids"][p]
+            for o, p in zip(owner, corpus.positions, strict=True)
+        ]
+    )
+    np.testing.assert_array_equal(corpus.targets, originals)
+    share_mask = np.mean(masked_now == tokenizer.mask_token_id)
+    share_kept = np.mean(masked_now == corpus.targets)
+    assert 0.72 < share_mask < 0.88  # 80% of ~600 draws
+    assert 0.05 < share_kept < 0.16  # 10% kept (plus random draws of the same word)
+
+
+def test_masking_is_per_sentence_and_seeded(tokenizer) -> None:
+    one = mask_corpus(SENTENCES[:2], tokenizer, Masking(seed=1))
+    more = mask_corpus(SENTENCES, tokenizer, Masking(seed=1))
+    other = mask_corpus(SENTENCES[:2], tokenizer, Masking(seed=2))
+    np.testing.assert_array_equal(more.positions[: one.rows], one.positions)
+    np.testing.assert_array_equal(more.input_ids[:2, :], one.input_ids)
+    assert one.fingerprint == mask_corpus(SENTENCES[:2], tokenizer, Masking(seed=1)).fingerprint
+    assert other.fingerprint != one.fingerprint
+
+
+def test_bad_masking_settings_are_refused() -> None:
+    with pytest.raises(KdnluError, match="masking rate must be in"):
+        Masking(rate=0.0)
+    with pytest.raises(KdnluError, match="add up to at most 1"):
+        Masking(mask_share=0.8, random_share=0.3)
+
+
+def test_corpus_round_trip_and_tamper_check(tokenizer, tmp_path: Path) -> None:
+    corpus = mask_corpus(SENTENCES, tokenizer, Masking(seed=0), "minilm", {"x": 4})
+    corpus.save(tmp_path / "c")
+    back = MaskedCorpus.load(tmp_path / "c")
+    assert back.fingerprint == corpus.fingerprint and back.sources == {"x": 4}
+    with pytest.raises(KdnluError, match="already exists"):
+        corpus.save(tmp_path / "c")
+    targets = np.load(tmp_path / "c" / "targets.npy")
+    targets[0] += 1
+    np.save(tmp_path / "c" / "targets.npy", targets)
+    with pytest.raises(KdnluError, match="do not match the fingerprint"):
+        MaskedCorpus.load(tmp_path / "c")
+    with pytest.raises(KdnluError, match="is not a masked corpus"):
+        MaskedCorpus.load(tmp_path)
+
+
+def test_batch_points_at_the_masks(tokenizer) -> None:
+    corpus = mask_corpus(SENTENCES, tokenizer, Masking(seed=0))
+    batch = corpus.batch(np.array([2, 0]))
+    assert batch["input_ids"].shape[1] == max(corpus.lengths[[2, 0]])
+    np.testing.assert_array_equal(
+        batch["rows"],
+        np.r_[np.arange(corpus.offsets[2], corpus.offsets[3]), np.arange(corpus.offsets[1])],
+    )
+    picked = batch["input_ids"][batch["mask_batch"], batch["mask_pos"]].numpy()
+    np.testing.assert_array_equal(
+        picked, corpus.input_ids[[2, 0]][batch["mask_batch"].numpy(), batch["mask_pos"].numpy()]
+    )
+
+
+def test_task_sentences_reads_real_files() -> None:
+    sentences, added = task_sentences(["rte", "wnli"], GLUE_SAMPLE, limit=5)
+    assert len(sentences) == len(set(sentences)) == added["rte"] + added["wnli"]
+    assert 0 < added["rte"] <= 10 and 0 < added["wnli"] <= 10
+
+
+def brute_fidelity(p: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    out = {name: [] for name in ("mass_outside", "kl_full_to_topk_spread", "kl_topk_to_full")}
+    out["entropy_gap"] = []
+    for row in p.astype(np.float64):
+        top = np.argsort(-row)[:k]
+        mass = row[top].sum()
+        spread = np.full_like(row, (1 - mass) / (len(row) - k) if k < len(row) else 0.0)
+        spread[top] = row[top]
+        renorm = np.zeros_like(row)
+        renorm[top] = row[top] / mass
+        out["mass_outside"].append(1 - mass)
+        out["kl_full_to_topk_spread"].append(np.sum(row * np.log(row / spread)))
+        out["kl_topk_to_full"].append(np.sum(renorm[top] * np.log(renorm[top] / row[top])))
+        out["entropy_gap"].append(
+            -np.sum(renorm[top] * np.log(renorm[top])) + np.sum(row * np.log(row))
+        )
+    return {name: np.array(values) for name, values in out.items()}
+
+
+@pytest.mark.parametrize("k", [1, 3, 8, 50])
+def test_fidelity_against_brute_force(k: int) -> None:
+    torch.manual_seed(k)
+    logits = torch.randn(6, 50) * 3
+    top, ids, plogp = top_of(logits, 50)
+    np.testing.assert_allclose(top, torch.softmax(logits.double(), -1).sort(-1, True)[0])
+    np.testing.assert_array_equal(ids[:, 0], logits.argmax(-1).numpy())
+    got = fidelity_terms(top, plogp, 50, k)
+    want = brute_fidelity(torch.softmax(logits.double(), -1).numpy(), k)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], atol=1e-9, err_msg=name)
+    if k == 50:
+        assert np.allclose(got["kl_full_to_topk_spread"], 0) and np.allclose(got["mass_outside"], 0)
+    with pytest.raises(KdnluError, match="top-k must be between 1 and"):
+        fidelity_terms(top[:, :3], plogp, 50, 4)
+
+
+def test_cut_student_keeps_the_chosen_layers(tokenizer, tmp_path: Path) -> None:
+    teacher = load_mlm(str(tiny_mlm_folder(tmp_path / "t", tokenizer)))
+    assert teacher.head_trained and teacher.layers == 4
+    student = cut_student(teacher, [0, 3])
+    assert student.layers == 2
+    t_state, s_state = teacher.model.state_dict(), student.model.state_dict()
+    for key, value in s_state.items():
+        source = key.replace("encoder.layer.1.", "encoder.layer.3.")
+        torch.testing.assert_close(value, t_state[source], rtol=0, atol=0)
+    decoder = student.model.cls.predictions.decoder.weight
+    assert decoder.data_ptr() == student.model.bert.embeddings.word_embeddings.weight.data_ptr()
+    with pytest.raises(KdnluError, match=r"student layers \[4\] do not exist"):
+        cut_student(teacher, [0, 4])
+
+
+def test_head_fitting_trains_only_the_head(tokenizer, tmp_path: Path) -> None:
+    folder = tiny_mlm_folder(tmp_path / "enc", tokenizer, with_head=False)
+    with pytest.raises(KdnluError, match="fit one first"):
+        ready_teacher(str(folder))
+    mlm = load_mlm(str(folder))
+    assert not mlm.head_trained
+    encoder_before = {k: v.clone() for k, v in mlm.model.bert.state_dict().items()}
+    head_before = mlm.model.cls.predictions.transform.dense.weight.clone()
+    corpus = mask_corpus(SENTENCES * 8, tokenizer, Masking(seed=0))
+    losses = fit_head(mlm, corpus, steps=30, batch_size=8, lr=1e-2, progress=False)
+    assert mlm.head_trained and len(losses) == 30
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.25
+    for key, value in mlm.model.bert.state_dict().items():
+        torch.testing.assert_close(value, encoder_before[key], rtol=0, atol=0)
+    assert not torch.equal(mlm.model.cls.predictions.transform.dense.weight, head_before)
+
+
+def test_teach_and_distil_end_to_end(tokenizer, tmp_path: Path) -> None:
+    teacher = ready_teacher(str(tiny_mlm_folder(tmp_path / "teacher", tokenizer)))
+    sentences, _ = task_sentences(["rte"], GLUE_SAMPLE, limit=12)
+    corpus = mask_corpus(sentences, tokenizer, Masking(max_length=48, seed=0))
+    report = teach_mlm(
+        teacher, corpus, tmp_path / "stores", ks=(1, 4), batch_size=5, shard_rows=16, progress=False
+    )
+    assert report["rows"] == report["rows_measured"] == corpus.rows and not report["partial"]
+    store = LogitStore.open(tmp_path / "stores" / "k4")
+    assert store.spec.rows == corpus.rows and store.spec.shards > 2
+    rows = np.arange(corpus.rows)
+    np.testing.assert_array_equal(store.labels(rows), corpus.targets.astype(np.float32))
+    with torch.no_grad():
+        logits = teacher.masked_logits(corpus.batch(np.arange(corpus.sentences)))
+    ids, probs, rest = store.topk(rows)
+    np.testing.assert_array_equal(ids, logits.topk(4, -1)[1].numpy())
+    np.testing.assert_allclose(probs, torch.softmax(logits, -1).topk(4, -1)[0], atol=1e-3)
+    np.testing.assert_allclose(rest, 1 - probs.sum(1), atol=2e-3)
+    k1 = LogitStore.open(tmp_path / "stores" / "k1")
+    np.testing.assert_array_equal(k1.topk(rows)[0][:, 0], ids[:, 0])
+    assert report["k"]["1"]["store_bytes"] < report["k"]["4"]["store_bytes"]
+    assert report["k"]["4"]["mass_outside"] < report["k"]["1"]["mass_outside"]
+    saved = json.loads((tmp_path / "stores" / "fidelity.json").read_text())
+    assert saved == json.loads(json.dumps(report))
+    assert "| 4 |" in (tmp_path / "stores" / "fidelity.md").read_text()
+    # a second write finds every shard done and keeps the report of the full pass
+    again = teach_mlm(
+        teacher, corpus, tmp_path / "stores", ks=(1, 4), batch_size=5, shard_rows=16, progress=False
+    )
+    assert again == saved
+
+    options = DistilOptions(
+        layers=(0, 2), steps=40, batch_size=4, lr=3e-3, holdout=4, eval_every=20, backend="torch"
+    )
+    result = distil_mlm(
+        teacher, corpus, tmp_path / "stores" / "k4", tmp_path / "student", options, progress=False
+    )
+    evals = result["evaluations"]
+    assert [e["step"] for e in evals] == [0, 20, 40]
+    assert evals[-1]["soft_ce"] < evals[0]["soft_ce"]
+    student = load_mlm(str(tmp_path / "student"))
+    assert student.layers == 2 and student.head_trained
+    info = json.loads((tmp_path / "student" / "kdnlu_mlm.json").read_text())
+    assert info["distillation"]["top_k"] == 4 and info["layers"] == 2
+    with pytest.raises(KdnluError, match="already exists"):
+        distil_mlm(teacher, corpus, tmp_path / "stores" / "k4", tmp_path / "student", options)
+    other = mask_corpus(sentences, tokenizer, Masking(max_length=48, seed=1))
+    with pytest.raises(KdnluError, match="written for another corpus"):
+        distil_mlm(teacher, other, tmp_path / "stores" / "k4", tmp_path / "s2", options)
+
+
+def test_student_fine_tunes_as_an_encoder(tokenizer, tmp_path: Path) -> None:
+    from kdnlu.recipe import load_recipe
+
+    folder = tiny_mlm_folder(tmp_path / "mlm", tokenizer, layers=2)
+    recipe_path = tmp_path / "r.yaml"
+    recipe_path.write_text(
+        f"name: ft\ndata_root: {GLUE_SAMPLE}\nencoder: {{name: hf, path: {folder}}}\n"
+        "tasks:\n  rte: {train_rows: 8, eval_rows: 8, max_length: 32}\n"
+        "train: {batch_size: 4, epochs: 1, device: cpu}\n"
+    )
+    from kdnlu.build import build_model
+
+    recipe = load_recipe(recipe_path)
+    model = build_model(recipe, recipe.build_tasks())
+    assert model.encoder.model.config.num_hidden_layers == 2
+
+
+def test_cli_stages_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = [
+        "corpus",
+        "--tasks",
+        "rte",
+        "--data-root",
+        str(GLUE_SAMPLE),
+        "--limit",
+        "6",
+        "--out",
+        str(tmp_path / "c"),
+        "--max-length",
+        "40",
+    ]
+    assert mlm_main(argv) == 0
+    assert "masked positions" in capsys.readouterr().out
+    assert MaskedCorpus.load(tmp_path / "c").masking.max_length == 40
+    assert mlm_main(argv) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (
+        mlm_main(
+            [
+                "teach",
+                "minilm",
+                "--corpus",
+                str(tmp_path / "c"),
+                "--out",
+                str(tmp_path / "s"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
+    assert "has no trained masked-LM output layer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        mlm_main(["teach", "x", "--corpus", "c", "--out", "o", "--top-k", "1,a"])
