@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The low-resource replication of MT-DNN-KD and its ablations, end to end, on 2 CPU cores in
-# about 70 minutes: 300 sampled training rows per task (recipes/lowres/), 3 seeds.
+# about 90 minutes: 300 sampled training rows per task (recipes/lowres/), 3 seeds.
 #
 #   bash benchmarks/lowres_replication.sh        # from the repository root, venv active
 #
