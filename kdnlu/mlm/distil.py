@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from kdnlu.errors import KdnluError
 from kdnlu.kernels import BACKENDS, soft_cross_entropy
 from kdnlu.mlm.corpus import MaskedCorpus
-from kdnlu.mlm.models import MlmModel, cut_student, save_mlm, training_order
+from kdnlu.mlm.models import MlmModel, cut_student, save_mlm, sentence_batches, training_order
 from kdnlu.mlm.teach import check_store
 from kdnlu.optim import linear_schedule, make_optimizer
 from kdnlu.store import LogitStore
@@ -77,8 +77,7 @@ def evaluate(
     model.eval()
     soft = agree = gold = rows = 0.0
     with torch.no_grad():
-        for start in range(0, len(sentences), batch_size):
-            batch = corpus.batch(sentences[start : start + batch_size])
+        for batch in sentence_batches(sentences, batch_size, corpus):
             logits = student.masked_logits(batch).float()
             ids, probs = (t.to(logits.device) for t in targets_of(store, batch["rows"]))
             soft += float(
@@ -133,9 +132,8 @@ def distil_mlm(
     order = training_order(train, options.steps, options.batch_size, options.seed)
     model.train()
     bar = tqdm(total=options.steps, desc="distil MLM", unit="step", disable=not progress)
-    for step in range(1, options.steps + 1):
-        chosen = order[(step - 1) * options.batch_size : step * options.batch_size]
-        batch = corpus.batch(chosen)
+    batches = sentence_batches(order, options.batch_size, corpus)
+    for step, batch in enumerate(batches, start=1):
         logits = student.masked_logits(batch)
         ids, probs = targets_of(store, batch["rows"])
         loss = soft_cross_entropy(

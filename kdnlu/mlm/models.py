@@ -90,6 +90,7 @@ def load_mlm(path: str) -> MlmModel:
 def sentence_batches(
     order: np.ndarray, batch_size: int, corpus: MaskedCorpus
 ) -> Iterator[dict[str, Any]]:
+    """Model batches (``MaskedCorpus.batch``) of ``order``, ``batch_size`` sentences each."""
     for start in range(0, len(order), batch_size):
         yield corpus.batch(order[start : start + batch_size])
 

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from kdnlu.errors import KdnluError
 from kdnlu.mlm.corpus import MaskedCorpus
-from kdnlu.mlm.models import MlmModel
+from kdnlu.mlm.models import MlmModel, sentence_batches
 from kdnlu.rundir import atomic_write_text
 from kdnlu.store import LogitStore, StoreSpec, StoreWriter, file_sha256
 
@@ -142,8 +142,7 @@ def teach_mlm(
         last = int(np.searchsorted(corpus.offsets, rows.stop, side="left"))
         buffers: dict[int, list[dict[str, np.ndarray]]] = {k: [] for k in ks}
         parts = []
-        for start in range(first, last, batch_size):
-            batch = corpus.batch(np.arange(start, min(start + batch_size, last)))
+        for batch in sentence_batches(np.arange(first, last), batch_size, corpus):
             keep = torch.from_numpy((batch["rows"] >= rows.start) & (batch["rows"] < rows.stop))
             with torch.no_grad():
                 logits = teacher.masked_logits(batch)[keep.to(batch_device(teacher))]
