@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Vocabulary-level distillation end to end, on CPU: mask the training sentences of the six
-# CPU-scale GLUE tasks, fit the bundled MiniLM-L6's masked-LM head (it ships without one), store
-# its top-k distributions (k = 1, 8, 32, 128) with the fidelity report, distil a 3-layer student
-# (layers 0, 2, 4) from the top-32 store, and fine-tune it and the same 3 layers cut without
-# distillation on the low-resource MT-DNN recipe (recipes/lowres/mtdnn.yaml).
+# CPU-scale GLUE tasks, fit the bundled MiniLM-L6's masked-LM head (it ships without one; its
+# six layers adapt along, --train-layers 6), store its top-k distributions (k = 1, 8, 32, 128)
+# with the fidelity report, distil a 3-layer student (layers 0, 2, 4) from the top-32 store, and
+# fine-tune it and the same 3 layers cut without distillation on the low-resource MT-DNN recipe
+# (recipes/lowres/mtdnn.yaml).
 #
 #   bash benchmarks/mlm_distillation.sh        # from the repository root, venv active
+#   SEEDS="13 14 15" bash benchmarks/mlm_distillation.sh   # fine-tune over several seeds
 #
 # Every step is skipped when its output exists, so a rerun goes on where it stopped.
 # Outputs under runs/mlm/; the fidelity table is runs/mlm/stores/fidelity.md.
@@ -19,7 +21,7 @@ mkdir -p "$OUT"
 [ -d "$OUT/corpus" ] || kdnlu-mlm corpus --tasks rte mrpc stsb cola sst2 wnli --limit 3000 \
     --data-root ../shared/data/glue --out "$OUT/corpus"
 [ -d "$OUT/teacher" ] || kdnlu-mlm head minilm --corpus "$OUT/corpus" --out "$OUT/teacher" \
-    --steps 400 --batch-size 64 --lr 1e-3 --quiet
+    --steps 800 --batch-size 64 --lr 1e-3 --train-layers 6 --encoder-lr 1e-4 --quiet
 [ -f "$OUT/stores/k128/header.json" ] || kdnlu-mlm teach "$OUT/teacher" --corpus "$OUT/corpus" \
     --out "$OUT/stores" --top-k 1,8,32,128 --quiet
 [ -d "$OUT/student_kd" ] || kdnlu-mlm distil "$OUT/teacher" --corpus "$OUT/corpus" \

@@ -13,7 +13,7 @@ from conftest import GLUE_SAMPLE
 from kdnlu.errors import KdnluError
 from kdnlu.hf import load_tokenizer
 from kdnlu.mlm.cli import main as mlm_main
-from kdnlu.mlm.corpus import MaskedCorpus, Masking, mask_corpus, task_sentences
+from kdnlu.mlm.corpus import MaskedCorpus, Masking, mask_corpus, remasked, task_sentences
 from kdnlu.mlm.distil import DistilOptions, distil_mlm
 from kdnlu.mlm.models import cut_student, fit_head, load_mlm, ready_teacher
 from kdnlu.mlm.teach import fidelity_terms, teach_mlm, top_of
@@ -89,6 +89,25 @@ def test_masking_is_per_sentence_and_seeded(tokenizer) -> None:
     np.testing.assert_array_equal(more.input_ids[:2, :], one.input_ids)
     assert one.fingerprint == mask_corpus(SENTENCES[:2], tokenizer, Masking(seed=1)).fingerprint
     assert other.fingerprint != one.fingerprint
+
+
+def test_remasking_restores_the_sentences_and_masks_them_afresh(tokenizer) -> None:
+    plan = Masking(seed=0, mask_share=1.0, random_share=0.0)
+    corpus = mask_corpus(SENTENCES * 3, tokenizer, plan)
+    fresh = remasked(corpus, tokenizer, seed=5)
+    assert fresh.masking == Masking(seed=5, mask_share=1.0, random_share=0.0)
+    plan5 = fresh.masking
+    np.testing.assert_array_equal(fresh.lengths, corpus.lengths)
+    originals = tokenizer(SENTENCES * 3, max_length=64, truncation=True)["input_ids"]
+    for s, tokens in enumerate(originals):
+        rows = slice(fresh.offsets[s], fresh.offsets[s + 1])
+        np.testing.assert_array_equal(fresh.targets[rows], np.array(tokens)[fresh.positions[rows]])
+        assert (fresh.input_ids[s, fresh.positions[rows]] == tokenizer.mask_token_id).all()
+        unmasked = np.setdiff1d(np.arange(len(tokens)), fresh.positions[rows])
+        np.testing.assert_array_equal(fresh.input_ids[s, unmasked], np.array(tokens)[unmasked])
+    assert not np.array_equal(fresh.positions, corpus.positions)
+    expected = mask_corpus(SENTENCES * 3, tokenizer, plan5)
+    assert fresh.fingerprint == expected.fingerprint
 
 
 def test_bad_masking_settings_are_refused() -> None:
@@ -200,6 +219,20 @@ def test_head_fitting_trains_only_the_head(tokenizer, tmp_path: Path) -> None:
     for key, value in mlm.model.bert.state_dict().items():
         torch.testing.assert_close(value, encoder_before[key], rtol=0, atol=0)
     assert not torch.equal(mlm.model.cls.predictions.transform.dense.weight, head_before)
+
+
+def test_head_fitting_can_train_the_top_layers(tokenizer, tmp_path: Path) -> None:
+    folder = tiny_mlm_folder(tmp_path / "enc", tokenizer, layers=3, with_head=False)
+    mlm = load_mlm(str(folder))
+    before = {k: v.clone() for k, v in mlm.model.bert.state_dict().items()}
+    corpus = mask_corpus(SENTENCES * 8, tokenizer, Masking(seed=0))
+    with pytest.raises(KdnluError, match="between 0 and the model's 3 layers, got 4"):
+        fit_head(mlm, corpus, steps=2, batch_size=8, train_layers=4, progress=False)
+    fit_head(mlm, corpus, steps=10, batch_size=8, lr=1e-2, train_layers=1, progress=False)
+    changed = {k for k, v in mlm.model.bert.state_dict().items() if not torch.equal(v, before[k])}
+    top = {k for k in before if k.startswith("encoder.layer.2.")}
+    assert changed == top
+    assert all(p.requires_grad for p in mlm.model.parameters())
 
 
 def test_teach_and_distil_end_to_end(tokenizer, tmp_path: Path) -> None:

@@ -52,7 +52,16 @@ def _head(args: argparse.Namespace) -> int:
         return 0
     mlm.model.to(_device(args.device))
     losses = fit_head(
-        mlm, corpus, args.steps, args.batch_size, args.lr, args.seed, progress=not args.quiet
+        mlm,
+        corpus,
+        args.steps,
+        args.batch_size,
+        args.lr,
+        args.seed,
+        progress=not args.quiet,
+        train_layers=args.train_layers,
+        encoder_lr=args.encoder_lr,
+        remask=not args.fixed_masks,
     )
     span = max(1, min(20, len(losses) // 5))
     first, last = float(np.mean(losses[:span])), float(np.mean(losses[-span:]))
@@ -65,6 +74,9 @@ def _head(args: argparse.Namespace) -> int:
                 "steps": args.steps,
                 "batch_size": args.batch_size,
                 "lr": args.lr,
+                "train_layers": args.train_layers,
+                "encoder_lr": args.encoder_lr,
+                "remask": not args.fixed_masks,
                 "loss_first": first,
                 "loss_last": last,
             }
@@ -173,6 +185,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--train-layers",
+        type=int,
+        default=0,
+        help="also train the encoder's top N layers (default 0: encoder frozen)",
+    )
+    p.add_argument("--encoder-lr", type=float, default=1e-4, help="lr of those layers")
+    p.add_argument(
+        "--fixed-masks",
+        action="store_true",
+        help="train on the corpus's own masks every pass (default: mask afresh each pass)",
+    )
     p.add_argument("--refit", action="store_true", help="replace a head that is already trained")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     common(p)

@@ -224,15 +224,41 @@ def mask_corpus(
     sources: dict[str, int] | None = None,
 ) -> MaskedCorpus:
     """Tokenise ``sentences`` (cut to ``max_length``) and mask them by the plan."""
+    encoded = tokenizer(
+        list(sentences), truncation=True, max_length=masking.max_length, add_special_tokens=True
+    )["input_ids"]
+    return _mask_tokens(encoded, tokenizer, masking, tokenizer_name, sources)
+
+
+def remasked(corpus: MaskedCorpus, tokenizer: Any, seed: int) -> MaskedCorpus:
+    """The same sentences, masked afresh by the corpus's plan with another ``seed`` (dynamic
+    masking: a model trained over several epochs never sees one fixed set of masks)."""
+    encoded = []
+    for s in range(corpus.sentences):
+        row = corpus.input_ids[s, : corpus.lengths[s]].astype(np.int64)
+        rows = slice(corpus.offsets[s], corpus.offsets[s + 1])
+        row[corpus.positions[rows]] = corpus.targets[rows]
+        encoded.append(row.tolist())
+    plan = Masking(**{**asdict(corpus.masking), "seed": seed})
+    fresh = _mask_tokens(encoded, tokenizer, plan, corpus.tokenizer, corpus.sources)
+    if fresh.sentences != corpus.sentences:
+        raise KdnluError("re-masking lost sentences; the corpus does not match the tokenizer")
+    return fresh
+
+
+def _mask_tokens(
+    encoded: Sequence[Sequence[int]],
+    tokenizer: Any,
+    masking: Masking,
+    tokenizer_name: str,
+    sources: dict[str, int] | None,
+) -> MaskedCorpus:
     special = set(tokenizer.all_special_ids)
     mask_id = tokenizer.mask_token_id
     if mask_id is None:
         raise KdnluError("the tokenizer has no mask token; it cannot serve masked-LM training")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     ordinary = np.array([i for i in range(len(tokenizer)) if i not in special], dtype=np.int64)
-    encoded = tokenizer(
-        list(sentences), truncation=True, max_length=masking.max_length, add_special_tokens=True
-    )["input_ids"]
     ids = np.full((len(encoded), masking.max_length), pad_id, dtype=np.int32)
     lengths, counts, positions, targets = [], [], [], []
     kept = 0

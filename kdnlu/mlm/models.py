@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from kdnlu.errors import KdnluError
-from kdnlu.mlm.corpus import MaskedCorpus
+from kdnlu.mlm.corpus import MaskedCorpus, remasked
 from kdnlu.rundir import atomic_write_text, staged_dir
 
 MLM_JSON = "kdnlu_mlm.json"
@@ -106,6 +106,15 @@ def training_order(sentences: np.ndarray, steps: int, batch_size: int, seed: int
     return np.concatenate(parts)[:need] if parts else np.zeros(0, dtype=np.int64)
 
 
+def _blocks(model: nn.Module) -> nn.ModuleList:
+    blocks = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+    if not isinstance(blocks, nn.ModuleList):
+        raise KdnluError(
+            f"{type(model).__name__}: cannot find its encoder layers (base_model.encoder.layer)"
+        )
+    return blocks
+
+
 def fit_head(
     mlm: MlmModel,
     corpus: MaskedCorpus,
@@ -114,23 +123,53 @@ def fit_head(
     lr: float = 1e-3,
     seed: int = 0,
     progress: bool = True,
+    train_layers: int = 0,
+    encoder_lr: float = 1e-4,
+    remask: bool = True,
 ) -> list[float]:
     """Train the MLM output head (transform and bias; the decoder stays tied to the frozen word
-    embeddings) on the corpus's masked tokens, the encoder frozen; returns the loss per step."""
+    embeddings) on the corpus's masked tokens; returns the loss per step.
+
+    The encoder is frozen, except its top ``train_layers`` layers, which learn at ``encoder_lr``
+    (a sentence encoder's last layers may have drifted from word prediction; letting them adapt
+    gives a much better teacher). Dropout is off throughout. With ``remask`` every pass over
+    the sentences masks them afresh (pass ``e`` by the corpus's plan with seed
+    ``plan seed + 1 + e``), so the head never fits the very masks the teacher is later asked
+    about; without it every pass reuses the corpus's own masks.
+    """
     model = mlm.model
     head = _head(model)
+    blocks = _blocks(model)
+    if not 0 <= train_layers <= len(blocks):
+        raise KdnluError(
+            f"train_layers must be between 0 and the model's {len(blocks)} layers, "
+            f"got {train_layers}"
+        )
     for p in model.parameters():
         p.requires_grad_(False)
     trainable = [p for n, p in head.named_parameters() if "decoder.weight" not in n]
-    for p in trainable:
+    top = [p for block in list(blocks)[len(blocks) - train_layers :] for p in block.parameters()]
+    for p in trainable + top:
         p.requires_grad_(True)
     torch.manual_seed(seed)
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
-    model.eval()  # no dropout: the encoder is fixed, only the head learns
+    groups = [{"params": trainable, "lr": lr}]
+    if top:
+        groups.append({"params": top, "lr": encoder_lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
+    model.eval()  # no dropout
     losses = []
     order = training_order(np.arange(corpus.sentences), steps, batch_size, seed)
     bar = tqdm(total=steps, desc="fit MLM head", unit="step", disable=not progress)
-    for batch in sentence_batches(order, batch_size, corpus):
+    masked: dict[int, MaskedCorpus] = {}
+    for step in range(steps):
+        epoch = step * batch_size // corpus.sentences
+        source = corpus
+        if remask:
+            if epoch not in masked:
+                masked.clear()
+                masked[epoch] = remasked(corpus, mlm.tokenizer, corpus.masking.seed + 1 + epoch)
+            source = masked[epoch]
+        batch = source.batch(order[step * batch_size : (step + 1) * batch_size])
         logits = mlm.masked_logits(batch)
         loss = nn.functional.cross_entropy(logits, batch["targets"].to(logits.device))
         optimizer.zero_grad(set_to_none=True)
@@ -156,11 +195,7 @@ def cut_student(teacher: MlmModel, layers: Sequence[int]) -> MlmModel:
     if bad:
         raise KdnluError(f"student layers {bad} do not exist: the teacher has layers 0-{total - 1}")
     model = teacher.model
-    blocks = getattr(getattr(model.base_model, "encoder", None), "layer", None)
-    if not isinstance(blocks, nn.ModuleList):
-        raise KdnluError(
-            f"{type(model).__name__}: cannot find its encoder layers (base_model.encoder.layer)"
-        )
+    _blocks(model)
     config = copy.deepcopy(model.config)
     config.num_hidden_layers = len(layers)
     student = type(model)(config)
