@@ -337,5 +337,19 @@ def test_cli_stages_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture) ->
         == 2
     )
     assert "has no trained masked-LM output layer" in capsys.readouterr().err
+    tiny = str(tiny_mlm_folder(tmp_path / "tiny", load_tokenizer("minilm"), with_head=False))
+    head = ["head", tiny, "--corpus", str(tmp_path / "c"), "--steps", "2", "--batch-size", "2"]
+    assert mlm_main([*head, "--out", str(tmp_path / "t9"), "--train-layers", "9"]) == 2
+    assert "between 0 and the model's 4 layers, got 9" in capsys.readouterr().err
+    assert not (tmp_path / "t9").exists()
+    assert mlm_main([*head, "--out", str(tmp_path / "t"), "--train-layers", "1", "--quiet"]) == 0
+    about = json.loads((tmp_path / "t" / "kdnlu_mlm.json").read_text())
+    assert about["head_trained"] is True
+    assert {k: about["head"][k] for k in ("steps", "train_layers", "remask")} == {
+        "steps": 2,
+        "train_layers": 1,
+        "remask": True,
+    }
+    ready_teacher(str(tmp_path / "t"))
     with pytest.raises(SystemExit):
         mlm_main(["teach", "x", "--corpus", "c", "--out", "o", "--top-k", "1,a"])
