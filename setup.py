@@ -3,6 +3,14 @@
 from setuptools import setup
 
 setup(
-    packages=["kdnlu", "kdnlu.bench", "kdnlu.kernels", "kdnlu.mlm", "kdnlu_plugins", "kdnlu_tasks"],
+    packages=[
+        "kdnlu",
+        "kdnlu.bench",
+        "kdnlu.kernels",
+        "kdnlu.mlm",
+        "kdnlu.store",
+        "kdnlu_plugins",
+        "kdnlu_tasks",
+    ],
     package_dir={"kdnlu": "kdnlu", "kdnlu_plugins": "plugins", "kdnlu_tasks": "tasks"},
 )
