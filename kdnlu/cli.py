@@ -294,50 +294,8 @@ def teach_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def format_store(store: object) -> str:
-    """The header and statistics of one store, for ``kdnlu store inspect``."""
-    from kdnlu.store import LogitStore, store_statistics
-
-    assert isinstance(store, LogitStore)
-    spec, stats = store.spec, store_statistics(store)
-    kind = f"top-{spec.top_k}" if spec.kind == "topk" else "dense"
-    lines = [
-        f"store: {store.folder}",
-        f"  task {spec.task}, split {spec.split}: {spec.rows} rows ({stats['labelled_rows']} "
-        f"labelled), {spec.classes} outputs, {kind} {spec.dtype}, {spec.shards} shard(s)",
-        f"  examples fingerprint {spec.fingerprint[:16]}...",
-        "  teachers:",
-    ]
-
-    def pct(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.2f}"
-
-    per_teacher = stats.get("teacher_accuracy") or stats.get("teacher_pearson")
-    measure = "accuracy" if "teacher_accuracy" in stats else "pearson"
-    for i, teacher in enumerate(spec.teachers):
-        score = f"   {measure} {pct(per_teacher[i])}" if per_teacher else ""
-        lines.append(f"    {i + 1}. {teacher}{score}")
-    if "ensemble_accuracy" in stats:
-        lines.append(
-            f"  ensemble accuracy {pct(stats['ensemble_accuracy'])}, teachers agree on "
-            f"{stats['teacher_agreement']:.2f}% of rows, mean ensemble entropy "
-            f"{stats['mean_ensemble_entropy']:.4f} nats"
-        )
-    elif "ensemble_pearson" in stats:
-        lines.append(
-            f"  ensemble (mean score) pearson {pct(stats['ensemble_pearson'])}, mean spread "
-            f"across teachers {stats['mean_teacher_spread']:.4f}"
-        )
-    else:
-        lines.append(
-            f"  ensemble top-1 accuracy {pct(stats['ensemble_top1_accuracy'])}, mean mass "
-            f"outside the top {spec.top_k} {stats['mean_mass_outside_top_k']:.4f}"
-        )
-    return "\n".join(lines)
-
-
 def _store_inspect(args: argparse.Namespace) -> int:
-    from kdnlu.store import HEADER, LogitStore
+    from kdnlu.store import HEADER, LogitStore, describe_store
 
     root = Path(args.store)
     folders = (
@@ -345,7 +303,8 @@ def _store_inspect(args: argparse.Namespace) -> int:
     )
     if not folders:
         LogitStore.open(root)  # raises the reason (unfinished, or not a store)
-    print("\n\n".join(format_store(LogitStore.open(f, verify=not args.no_verify)) for f in folders))
+    stores = [LogitStore.open(f, verify=not args.no_verify) for f in folders]
+    print("\n\n".join(describe_store(store) for store in stores))
     return 0
 
 

@@ -38,6 +38,7 @@ from kdnlu.store.format import (
     fingerprint_examples,
     region_sha256,
 )
+from kdnlu.store.inspect import describe_store
 from kdnlu.store.reader import LogitStore, store_statistics, topk_of
 from kdnlu.store.writer import StoreWriter
 
@@ -54,6 +55,7 @@ __all__ = [
     "StoreSpec",
     "StoreWriter",
     "array_file",
+    "describe_store",
     "file_sha256",
     "fingerprint_examples",
     "region_sha256",
