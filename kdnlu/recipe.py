@@ -21,7 +21,8 @@ from kdnlu.config import (
     to_plain,
     unknown_key_error,
 )
-from kdnlu.errors import KdnluError, RecipeError, RegistryError
+from kdnlu.errors import KdnluError, RecipeError
+from kdnlu.recipe_checks import check_distill, check_loss_fits, lookup
 from kdnlu.registry import ENCODERS, HEADS, LOSSES, SAMPLERS, TASKS, Registry
 from kdnlu.schema import DistillConfig, RecipeHeader, TaskOptions, TrainConfig
 from kdnlu.task import Task
@@ -272,15 +273,8 @@ def _component(
             f"{registry.kind}? (`kdnlu list {registry.plural}`)",
         )
     name = coerce(str, name, (*path, "name"), ctx)
-    entry = _lookup(registry, name, (*path, "name"), ctx)
+    entry = lookup(registry, name, (*path, "name"), ctx)
     return ComponentSpec(name, build_dataclass(entry.config, raw, path, ctx))
-
-
-def _lookup(registry: Registry, name: str, path: KeyPath, ctx: Context) -> Any:
-    try:
-        return registry.get(name, format_key_path(path))
-    except RegistryError as exc:
-        raise ctx.error(path, str(exc)) from None
 
 
 def _task(
@@ -295,7 +289,7 @@ def _task(
         raise ctx.error(path, f"tasks.{key}: expected a mapping, got {raw!r}")
     raw = dict(raw)
     name = coerce(str, raw.pop("name", key), (*path, "name"), ctx)
-    entry = _lookup(TASKS, name, (*path, "name"), ctx)
+    entry = lookup(TASKS, name, (*path, "name"), ctx)
     head_raw, loss_raw = raw.pop("head", None), raw.pop("loss", None)
     option_keys = [f.name for f, _ in config_fields(TaskOptions)]
     plugin_keys = [f.name for f, _ in config_fields(entry.config)]
@@ -339,71 +333,8 @@ def _task(
             )
     head = _component(HEADS, head_raw, (*path, "head"), ctx, task.default_head)
     loss = _component(LOSSES, loss_raw, (*path, "loss"), ctx, task.default_loss)
-    _check_loss_fits(key, task, loss, ctx)
+    check_loss_fits(key, task, loss, ctx)
     return TaskSpec(name=name, config=config, head=head, loss=loss, options=options)
-
-
-TRAINABLE_TARGETS = {
-    "class": "class labels",
-    "score": "regression scores",
-    "group": "class labels of candidates grouped by their first text",
-    "token": "one class label per word (token labelling)",
-    "soft": "teacher probability distributions (it serves as distill.soft_loss)",
-}
-
-
-def _check_loss_fits(key: str, task: Task, loss: ComponentSpec, ctx: Context) -> None:
-    """The loss must take the kind of label the task has."""
-    target = getattr(LOSSES.get(loss.name).build(loss.config), "target", None)
-    if getattr(task, "level", "sequence") == "token":
-        wanted = "token"
-    else:
-        wanted = "score" if task.label_names is None else "class"
-    if target is None or target == wanted:
-        return
-    path: KeyPath = ("tasks", key, "loss", "name")
-    if target == "group" and wanted == "class":
-        assert task.label_names is not None
-        if len(task.label_names) == 2:
-            return
-        raise ctx.error(
-            path,
-            f"tasks.{key}.loss: loss '{loss.name}' ranks candidates into a right and a wrong "
-            f"class, but task '{task.name}' has {len(task.label_names)} classes; a ranking "
-            "loss needs a task with two",
-        )
-    raise ctx.error(
-        path,
-        f"tasks.{key}.loss: loss '{loss.name}' takes "
-        f"{TRAINABLE_TARGETS.get(target, target)}, but task '{task.name}' has "
-        f"{TRAINABLE_TARGETS[wanted]}; use e.g. '{task.default_loss}'",
-    )
-
-
-def _check_distill(
-    distill: DistillConfig, tasks: dict[str, TaskSpec], ctx: Context, check_files: bool
-) -> None:
-    """Distilled tasks must be the recipe's, the soft loss a soft-target loss, the store there."""
-    for i, key in enumerate(distill.tasks):
-        if key not in tasks:
-            raise ctx.error(
-                ("distill", "tasks", i),
-                f"distill.tasks: '{key}' is not a task of this recipe ({', '.join(tasks)})",
-            )
-    entry = _lookup(LOSSES, distill.soft_loss, ("distill", "soft_loss"), ctx)
-    if getattr(entry.build(), "target", None) != "soft":
-        raise ctx.error(
-            ("distill", "soft_loss"),
-            f"distill.soft_loss: loss '{distill.soft_loss}' does not take soft targets; use "
-            "e.g. soft_cross_entropy",
-        )
-    store = Path(str(distill.store))
-    if check_files and not store.is_dir():
-        raise ctx.error(
-            ("distill", "store"),
-            f"distill.store: {store} does not exist; write it with kdnlu-teach TEACHER_RUNS... "
-            f"--out {store}",
-        )
 
 
 def _validate(
@@ -452,7 +383,7 @@ def _validate(
     distill = None
     if raw.get("distill") is not None:
         distill = build_dataclass(DistillConfig, raw["distill"], ("distill",), ctx)
-        _check_distill(distill, tasks, ctx, check_files)
+        check_distill(distill, tasks, ctx, check_files)
     return Recipe(
         name=header.name,
         encoder=encoder,
