@@ -123,8 +123,17 @@ def load_training_state(folder: Path) -> dict[str, Any]:
             f"{folder} has no {TRAINING_STATE}: it was written by a kdnlu without exact resume, "
             "or by an evaluation-only checkpoint; the run cannot be resumed from it"
         )
+    state = read_state_file(path)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise KdnluError(f"{path} is not a kdnlu training state of format {FORMAT}")
+    return state
+
+
+def read_state_file(path: Path) -> Any:
+    """``torch.load`` of a state file kdnlu wrote, tensors and plain values only (a tampered
+    file cannot run code); errors say what is wrong with it."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise KdnluError(
             f"{path} holds objects other than tensors and plain values and is refused (a "
@@ -132,9 +141,6 @@ def load_training_state(folder: Path) -> dict[str, Any]:
         ) from None
     except (RuntimeError, EOFError, OSError) as exc:
         raise KdnluError(f"{path} cannot be read (truncated or damaged?): {exc}") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise KdnluError(f"{path} is not a kdnlu training state of format {FORMAT}")
-    return state
 
 
 def restore_generators(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from kdnlu.errors import KdnluError
 from kdnlu.hf import load_tokenizer
 from kdnlu.mlm.cli import main as mlm_main
 from kdnlu.mlm.corpus import MaskedCorpus, Masking, mask_corpus, remasked, task_sentences
-from kdnlu.mlm.distil import DistilOptions, distil_mlm
+from kdnlu.mlm.distil import DistilOptions, distil_mlm, partial_path
 from kdnlu.mlm.models import cut_student, fit_head, load_mlm, ready_teacher
 from kdnlu.mlm.teach import fidelity_terms, teach_mlm, top_of
 from kdnlu.store import LogitStore
@@ -284,6 +285,55 @@ def test_teach_and_distil_end_to_end(tokenizer, tmp_path: Path) -> None:
     other = mask_corpus(sentences, tokenizer, Masking(max_length=48, seed=1))
     with pytest.raises(KdnluError, match="written for another corpus"):
         distil_mlm(teacher, other, tmp_path / "stores" / "k4", tmp_path / "s2", options)
+
+
+def test_interrupted_distillation_resumes_to_the_same_student(
+    tokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    teacher = ready_teacher(str(tiny_mlm_folder(tmp_path / "teacher", tokenizer)))
+    sentences, _ = task_sentences(["rte"], GLUE_SAMPLE, limit=8)
+    corpus = mask_corpus(sentences, tokenizer, Masking(max_length=32, seed=0))
+    teach_mlm(teacher, corpus, tmp_path / "stores", ks=(4,), batch_size=8, progress=False)
+    store = tmp_path / "stores" / "k4"
+    options = DistilOptions(
+        layers=(1, 3), steps=7, batch_size=3, lr=3e-3, holdout=4, eval_every=3,
+        checkpoint_every=2, backend="torch",
+    )  # fmt: skip
+
+    def distil(out: str, opts: DistilOptions = options) -> dict:
+        return distil_mlm(teacher, corpus, store, tmp_path / out, opts, progress=False)
+
+    whole = distil("whole")
+    assert not partial_path(tmp_path / "whole").exists()
+
+    clip = torch.nn.utils.clip_grad_norm_
+    calls = []
+
+    def stop_at_step_6(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return clip(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", stop_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        distil("cut")
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    partial = partial_path(tmp_path / "cut")
+    assert not (tmp_path / "cut").exists() and partial.is_file()
+    with pytest.raises(KdnluError, match="another teacher, corpus, store or options"):
+        distil("cut", dataclasses.replace(options, lr=1e-3))
+    resumed = distil("cut")  # goes on from step 4
+    assert resumed == whole and not partial.exists()
+    from transformers import AutoModelForMaskedLM
+
+    a = AutoModelForMaskedLM.from_pretrained(str(tmp_path / "whole")).state_dict()
+    b = AutoModelForMaskedLM.from_pretrained(str(tmp_path / "cut")).state_dict()
+    for key, value in a.items():
+        torch.testing.assert_close(b[key], value, rtol=0, atol=0)
+    partial_path(tmp_path / "fresh").write_bytes(b"not a state")
+    with pytest.raises(KdnluError, match="fresh.partial.pt holds objects other than tensors"):
+        distil("fresh")
 
 
 def test_student_fine_tunes_as_an_encoder(tokenizer, tmp_path: Path) -> None:

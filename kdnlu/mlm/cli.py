@@ -124,6 +124,7 @@ def _distil(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         holdout=args.holdout,
         eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every,
         seed=args.seed,
         backend=args.kernel,
     )
@@ -227,6 +228,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.0, help="weight of the gold-token loss")
     p.add_argument("--holdout", type=int, default=50, help="every Nth sentence is held out")
     p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=250,
+        help="save the training state every N steps to OUT.partial.pt (0: never); the same "
+        "command resumes from it",
+    )
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--kernel", default="auto", choices=["auto", "triton", "apex", "torch"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

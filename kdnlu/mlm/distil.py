@@ -5,10 +5,17 @@ The student is cut from the teacher (its embeddings, output head and some encode
 its k words, with the fused ``soft_cross_entropy`` (top-k target), mixed with the gold-token
 loss by ``alpha``. Every ``holdout``-th sentence is kept out of training and scored before,
 during and after it. The result is a Hugging Face folder that fine-tunes like any encoder.
+
+Every ``checkpoint_every`` steps the whole training state (student, optimizer, schedule, random
+generator, losses and evaluations so far) is written atomically to ``OUT.partial.pt``; the same
+command run again after an interruption goes on from there and ends with exactly the student
+an uninterrupted run makes. The file is removed once the student is saved.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +30,12 @@ from kdnlu.mlm.corpus import MaskedCorpus
 from kdnlu.mlm.models import MlmModel, cut_student, save_mlm, sentence_batches, training_order
 from kdnlu.mlm.teach import check_store
 from kdnlu.optim import linear_schedule, make_optimizer
+from kdnlu.resume import read_state_file
+from kdnlu.rundir import atomic_write
 from kdnlu.store import LogitStore
+
+log = logging.getLogger("kdnlu.mlm")
+STATE_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,7 @@ class DistilOptions:
     alpha: float = 0.0
     holdout: int = 50
     eval_every: int = 250
+    checkpoint_every: int = 250
     seed: int = 13
     backend: str = "auto"
 
@@ -50,6 +63,10 @@ class DistilOptions:
             )
         if not 0.0 <= self.alpha <= 1.0:
             raise KdnluError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.checkpoint_every < 0:
+            raise KdnluError(
+                f"checkpoint_every must be >= 0 (0: never), got {self.checkpoint_every}"
+            )
         if self.lr <= 0:
             raise KdnluError(f"lr must be > 0, got {self.lr}")
         if self.backend not in BACKENDS:
@@ -127,13 +144,29 @@ def distil_mlm(
     model = student.model
     optimizer = make_optimizer(model, "adamw", options.lr, options.weight_decay)
     schedule = linear_schedule(optimizer, max(options.steps, 1), options.warmup)
-    evals = [{"step": 0, **evaluate(student, corpus, store, held)}]
-    losses: list[float] = []
+    partial = partial_path(out)
+    key = json.dumps(
+        {
+            "store": store.spec.to_json(),
+            "corpus": corpus.fingerprint,
+            "teacher": teacher.source,
+            "options": {**asdict(options), "checkpoint_every": None},
+        },
+        sort_keys=True,
+    )
+    done, losses, evals = 0, [], []
+    if partial.is_file():
+        done, losses, evals = _restore(partial, key, student, optimizer, schedule)
+        log.info("%s: resuming the distillation at step %d of %d", partial, done, options.steps)
+    else:
+        evals = [{"step": 0, **evaluate(student, corpus, store, held)}]
     order = training_order(train, options.steps, options.batch_size, options.seed)
     model.train()
-    bar = tqdm(total=options.steps, desc="distil MLM", unit="step", disable=not progress)
-    batches = sentence_batches(order, options.batch_size, corpus)
-    for step, batch in enumerate(batches, start=1):
+    bar = tqdm(
+        total=options.steps, initial=done, desc="distil MLM", unit="step", disable=not progress
+    )
+    batches = sentence_batches(order[done * options.batch_size :], options.batch_size, corpus)
+    for step, batch in enumerate(batches, start=done + 1):
         logits = student.masked_logits(batch)
         ids, probs = targets_of(store, batch["rows"])
         loss = soft_cross_entropy(
@@ -154,6 +187,9 @@ def distil_mlm(
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         if step % options.eval_every == 0 or step == options.steps:
             evals.append({"step": step, **evaluate(student, corpus, store, held)})
+        every = options.checkpoint_every
+        if every and step % every == 0 and step < options.steps:
+            _save_state(partial, key, step, student, optimizer, schedule, losses, evals)
     bar.close()
     result = {
         "store": str(store.folder),
@@ -165,4 +201,60 @@ def distil_mlm(
         "loss": losses,
     }
     save_mlm(student, out, {"teacher": teacher.source, "distillation": result})
+    partial.unlink(missing_ok=True)
     return result
+
+
+def partial_path(out: str | Path) -> Path:
+    """Where an unfinished distillation into ``out`` keeps its training state."""
+    out = Path(out)
+    return out.with_name(out.name + ".partial.pt")
+
+
+def _save_state(
+    path: Path,
+    key: str,
+    step: int,
+    student: MlmModel,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    losses: list[float],
+    evals: list[dict[str, float]],
+) -> None:
+    state = {
+        "format": STATE_FORMAT,
+        "key": key,
+        "step": step,
+        "model": student.model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "losses": losses,
+        "evaluations": evals,
+    }
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def _restore(
+    path: Path,
+    key: str,
+    student: MlmModel,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+) -> tuple[int, list[float], list[dict[str, float]]]:
+    state = read_state_file(path)
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise KdnluError(f"{path} is not a kdnlu-mlm distillation state; remove it to start over")
+    if state.get("key") != key:
+        raise KdnluError(
+            f"{path} belongs to a distillation with another teacher, corpus, store or options; "
+            "run the command it was made by, or remove the file to start this one over"
+        )
+    student.model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return int(state["step"]), list(state["losses"]), list(state["evaluations"])
