@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from kdnlu.data import EncodedSplit
-from kdnlu.rundir import staged_dir
+from kdnlu.rundir import file_sha256, staged_dir
 
 log = logging.getLogger("kdnlu.data")
 
@@ -32,14 +32,6 @@ def default_cache_dir() -> Path:
     """``$KDNLU_CACHE_DIR``, else ``~/.cache/kdnlu``."""
     env = os.environ.get(CACHE_ENV)
     return Path(env) if env else Path.home() / ".cache" / "kdnlu"
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def tokenizer_digest(tokenizer: Any) -> str:
@@ -73,7 +65,7 @@ class TokenCache:
         parts = {
             "format": FORMAT_VERSION,
             "tokenizer": tok,
-            "file": file_digest(data_file),
+            "file": file_sha256(data_file),
             "max_length": max_length,
             "options": options,
         }

@@ -23,6 +23,7 @@ shard's SHA-256, and (when given) the fingerprint, row count, class count and dt
 expects; rows are then read through memory maps, only the ones asked for.
 """
 
+from kdnlu.rundir import file_sha256
 from kdnlu.store.format import (
     DENSE_FILES,
     DTYPES,
@@ -34,7 +35,6 @@ from kdnlu.store.format import (
     StoreKind,
     StoreSpec,
     array_file,
-    file_sha256,
     fingerprint_examples,
     region_sha256,
 )

@@ -38,14 +38,6 @@ def fingerprint_examples(examples: Iterable[Example]) -> str:
     return digest.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class StoreSpec:
     """What a store holds; two writes of the same spec are the same store (and may resume)."""
