@@ -160,15 +160,12 @@ def fit_head(
     losses = []
     order = training_order(np.arange(corpus.sentences), steps, batch_size, seed)
     bar = tqdm(total=steps, desc="fit MLM head", unit="step", disable=not progress)
-    masked: dict[int, MaskedCorpus] = {}
+    source, source_epoch = corpus, -1
     for step in range(steps):
         epoch = step * batch_size // corpus.sentences
-        source = corpus
-        if remask:
-            if epoch not in masked:
-                masked.clear()
-                masked[epoch] = remasked(corpus, mlm.tokenizer, corpus.masking.seed + 1 + epoch)
-            source = masked[epoch]
+        if remask and epoch != source_epoch:
+            source = remasked(corpus, mlm.tokenizer, corpus.masking.seed + 1 + epoch)
+            source_epoch = epoch
         batch = source.batch(order[step * batch_size : (step + 1) * batch_size])
         logits = mlm.masked_logits(batch)
         loss = nn.functional.cross_entropy(logits, batch["targets"].to(logits.device))
