@@ -71,6 +71,21 @@ def set_python_state(state: list[Any], rng: random.Random | None = None) -> None
     (rng or random).setstate((version, tuple(internal), gauss))
 
 
+def torch_generators() -> dict[str, Any]:
+    """torch's CPU generator state (``torch``) and every CUDA device's (``cuda``, [] without)."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_torch_generators(state: dict[str, Any]) -> None:
+    """Restore what ``torch_generators`` captured (CUDA states only where CUDA is here)."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def capture(
     *,
     step: int,
@@ -104,8 +119,7 @@ def capture(
         "rng": {
             "python": python_state(),
             "numpy": numpy_state(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            **torch_generators(),
             "sampler": python_state(sampler_rng),
             "batches": python_state(batch_rng),
         },
@@ -149,9 +163,7 @@ def restore_generators(
     rng = state["rng"]
     set_python_state(rng["python"])
     set_numpy_state(rng["numpy"])
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+    set_torch_generators(rng)
     set_python_state(rng["sampler"], sampler_rng)
     set_python_state(rng["batches"], batch_rng)
 

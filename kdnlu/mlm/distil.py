@@ -30,7 +30,7 @@ from kdnlu.mlm.corpus import MaskedCorpus
 from kdnlu.mlm.models import MlmModel, cut_student, save_mlm, sentence_batches, training_order
 from kdnlu.mlm.teach import check_store
 from kdnlu.optim import linear_schedule, make_optimizer
-from kdnlu.resume import read_state_file
+from kdnlu.resume import read_state_file, set_torch_generators, torch_generators
 from kdnlu.rundir import atomic_write
 from kdnlu.store import LogitStore
 
@@ -228,8 +228,7 @@ def _save_state(
         "model": student.model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "rng": torch_generators(),
         "losses": losses,
         "evaluations": evals,
     }
@@ -254,7 +253,5 @@ def _restore(
     student.model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
-    torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    set_torch_generators(state["rng"])
     return int(state["step"]), list(state["losses"]), list(state["evaluations"])
