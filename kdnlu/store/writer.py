@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,24 +41,12 @@ class StoreWriter:
         self.arrays: dict[str, np.ndarray] = {}
         header = self.folder / HEADER
         if header.is_file():
-            found = read_json(header)
-            if found.get("spec") != spec.to_json():
-                raise StoreError(
-                    f"{self.folder} already holds a different finished store "
-                    f"({spec_difference(found.get('spec'), spec)}); write to a new folder or "
-                    "remove it first"
-                )
+            found = self._same_store(header, "already holds a different finished store")
             self.done = {int(k): v for k, v in found["shards"].items()}
             return
         progress = self.folder / PROGRESS
         if progress.is_file():
-            found = read_json(progress)
-            if found.get("spec") != spec.to_json():
-                raise StoreError(
-                    f"{self.folder} holds an unfinished write of a different store "
-                    f"({spec_difference(found.get('spec'), spec)}); write to a new folder or "
-                    "remove it first"
-                )
+            found = self._same_store(progress, "holds an unfinished write of a different store")
             try:
                 self.arrays = open_arrays(self.folder, spec, mode="r+")
             except StoreError:  # an array file is gone or damaged: start again
@@ -138,6 +127,16 @@ class StoreWriter:
             atomic_write_text(self.folder / HEADER, json.dumps(header, indent=2) + "\n")
             (self.folder / PROGRESS).unlink(missing_ok=True)
         return LogitStore.open(self.folder)
+
+    def _same_store(self, path: Path, problem: str) -> dict[str, Any]:
+        """The JSON at ``path``, which must describe this writer's spec."""
+        found = read_json(path)
+        if found.get("spec") != self.spec.to_json():
+            raise StoreError(
+                f"{self.folder} {problem} ({spec_difference(found.get('spec'), self.spec)}); "
+                "write to a new folder or remove it first"
+            )
+        return found
 
     def _save_progress(self) -> None:
         progress = {
