@@ -6,6 +6,7 @@ setup(
     packages=[
         "kdnlu",
         "kdnlu.bench",
+        "kdnlu.glue_data",
         "kdnlu.kernels",
         "kdnlu.mlm",
         "kdnlu.store",

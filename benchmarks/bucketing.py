@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from kdnlu.data import EncodedSplit, batch_indices, collate, encode_examples
+from kdnlu.datadir import glue_dir
 from kdnlu.model import MultiTaskModel
 from kdnlu.registry import ENCODERS, HEADS
 from kdnlu_plugins.encoders import TinyConfig
@@ -40,7 +41,11 @@ def pad_to(split: EncodedSplit, indices: list[int], width: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data" / "glue"))
+    parser.add_argument(
+        "--data-root",
+        default=str(glue_dir().path),
+        help="GLUE folder (default: $KDNLU_DATA/glue, else ~/.cache/kdnlu/data/glue)",
+    )
     parser.add_argument("--task", default="mrpc")
     parser.add_argument("--encoder", default="minilm", choices=["minilm", "tiny"])
     parser.add_argument("--batch-size", type=int, default=32)

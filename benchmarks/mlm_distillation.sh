@@ -19,7 +19,7 @@ SEEDS=${SEEDS:-13}
 mkdir -p "$OUT"
 
 [ -d "$OUT/corpus" ] || kdnlu-mlm corpus --tasks rte mrpc stsb cola sst2 wnli --limit 3000 \
-    --data-root ../shared/data/glue --out "$OUT/corpus"
+    --out "$OUT/corpus"  # GLUE from $KDNLU_DATA/glue, else ~/.cache/kdnlu/data/glue
 [ -d "$OUT/teacher" ] || kdnlu-mlm head minilm --corpus "$OUT/corpus" --out "$OUT/teacher" \
     --steps 800 --batch-size 64 --lr 1e-3 --train-layers 6 --encoder-lr 1e-4 --quiet
 [ -f "$OUT/stores/k128/header.json" ] || kdnlu-mlm teach "$OUT/teacher" --corpus "$OUT/corpus" \

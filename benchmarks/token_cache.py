@@ -1,6 +1,6 @@
 """Start-up with the token cache vs tokenising again, on real GLUE training files.
 
-    python benchmarks/token_cache.py [--data-root ../shared/data/glue] [--tasks sst2 cola]
+    python benchmarks/token_cache.py [--data-root PATH/TO/glue] [--tasks sst2 cola]
 
 Prints the seconds to get every split ready both ways, side by side in one run, and the ratio.
 """
@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from kdnlu.data import encode_examples
+from kdnlu.datadir import glue_dir
 from kdnlu.registry import ENCODERS, TASKS
 from kdnlu.token_cache import TokenCache
 
@@ -21,7 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data" / "glue"))
+    parser.add_argument(
+        "--data-root",
+        default=str(glue_dir().path),
+        help="GLUE folder (default: $KDNLU_DATA/glue, else ~/.cache/kdnlu/data/glue)",
+    )
     parser.add_argument("--tasks", nargs="+", default=["sst2", "cola", "mrpc", "rte"])
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)

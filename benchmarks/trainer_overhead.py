@@ -25,6 +25,7 @@ from kdnlu.batches import TaskBatches
 from kdnlu.build import build_model, encode_split
 from kdnlu.callbacks import Callback
 from kdnlu.data import collate
+from kdnlu.datadir import glue_dir
 from kdnlu.optim import linear_schedule, make_optimizer
 from kdnlu.recipe import load_recipe
 from kdnlu.registry import LOSSES, SAMPLERS
@@ -76,7 +77,11 @@ def hand_loop(recipe) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data" / "glue"))
+    parser.add_argument(
+        "--data-root",
+        default=str(glue_dir().path),
+        help="GLUE folder (default: $KDNLU_DATA/glue, else ~/.cache/kdnlu/data/glue)",
+    )
     parser.add_argument("--encoder", default="tiny", choices=list(ENCODERS))
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=3)

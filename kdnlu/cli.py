@@ -1,5 +1,5 @@
 """Command lines: ``kdnlu-train RECIPE``, ``kdnlu-teach`` and
-``kdnlu list|check|predict|export|store``."""
+``kdnlu list|check|predict|export|store|data``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from kdnlu import discovery
 from kdnlu.config import config_fields, describe_type
 from kdnlu.errors import KdnluError, TrainingInterrupted
+from kdnlu.glue_data.cli import add_data_parser
 from kdnlu.recipe import Recipe, TaskOptions, load_recipe
 from kdnlu.registry import REGISTRIES
 
@@ -103,6 +104,8 @@ def dry_build(recipe: Recipe) -> str:
 
     tasks = recipe.build_tasks()
     lines = [f"recipe '{recipe.name}' is valid"]
+    if recipe.data_root is not None:
+        lines.append(f"  data_root: {recipe.data_root} (from {recipe.data_root_source})")
     for key, spec in recipe.tasks.items():
         task = tasks[key]
         policy = spec.options.on_bad_row
@@ -353,6 +356,7 @@ def main_parser() -> argparse.ArgumentParser:
     p_inspect.add_argument("--no-verify", action="store_true", help="skip the checksums")
     p_inspect.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     p_inspect.set_defaults(func=_store_inspect)
+    add_data_parser(sub)
     return parser
 
 

@@ -21,6 +21,7 @@ from kdnlu.config import (
     to_plain,
     unknown_key_error,
 )
+from kdnlu.datadir import GET_GLUE_HINT, glue_dir
 from kdnlu.errors import KdnluError, RecipeError
 from kdnlu.recipe_checks import check_distill, check_loss_fits, lookup
 from kdnlu.registry import ENCODERS, HEADS, LOSSES, SAMPLERS, TASKS, Registry
@@ -80,6 +81,7 @@ class Recipe:
     imports: tuple[str, ...] = ()
     distill: DistillConfig | None = None
     source: str = field(default="", compare=False)
+    data_root_source: str = field(default="", compare=False)  # which rule chose data_root
 
     def build_tasks(self) -> dict[str, Task]:
         return {key: spec.build(self.data_root) for key, spec in self.tasks.items()}
@@ -278,7 +280,7 @@ def _component(
 
 
 def _task(
-    key: str, raw: Any, data_root: str | None, ctx: Context, check_files: bool = True
+    key: str, raw: Any, data_root: DataRoot, ctx: Context, check_files: bool = True
 ) -> TaskSpec | None:
     path: KeyPath = ("tasks", key)
     if isinstance(raw, str):
@@ -305,7 +307,7 @@ def _task(
         entry.config, {k: v for k, v in raw.items() if k in plugin_keys}, path, ctx
     )
     try:
-        task = entry.build(config, data_root=data_root)
+        task = entry.build(config, data_root=data_root.path)
     except KdnluError as exc:
         raise ctx.error(path, f"tasks.{key}: {exc}") from None
     if check_files and "train" not in task.files:
@@ -324,17 +326,41 @@ def _task(
             log.info("tasks.%s left out (optional): %s is missing", key, file)
             return None
         if file is not None and not file.is_file():
-            at = ("data_root",) if data_root else path
-            root = f"data_root is {data_root}" if data_root else "data_root is not set"
-            raise ctx.error(
-                at,
-                f"tasks.{key}: missing data file {file} ({root}). Point data_root (or --set "
-                "data_root=PATH) at a folder in the task's layout, e.g. <data_root>/RTE/train.tsv",
-            )
+            raise _missing_file(key, file, data_root, path, ctx)
     head = _component(HEADS, head_raw, (*path, "head"), ctx, task.default_head)
     loss = _component(LOSSES, loss_raw, (*path, "loss"), ctx, task.default_loss)
     check_loss_fits(key, task, loss, ctx)
     return TaskSpec(name=name, config=config, head=head, loss=loss, options=options)
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    """The recipe's data folder, which rule chose it (see kdnlu.datadir) and, where the recipe
+    or ``--set`` gave it, the key path that errors about it point at."""
+
+    path: str
+    source: str
+    key: KeyPath | None = None
+
+
+def _data_root(header: RecipeHeader) -> DataRoot:
+    if header.data_root is not None:
+        return DataRoot(header.data_root, "the recipe's data_root", ("data_root",))
+    default = glue_dir()
+    return DataRoot(str(default.path), default.source)
+
+
+def _missing_file(
+    key: str, file: Path, data_root: DataRoot, path: KeyPath, ctx: Context
+) -> RecipeError:
+    """A task's data file is absent: say which rule chose the folder and how to get data."""
+    if not Path(file).resolve().is_relative_to(Path(data_root.path).resolve()):
+        return ctx.error(path, f"tasks.{key}: missing data file {file}")
+    return ctx.error(
+        data_root.key or path,
+        f"tasks.{key}: missing data file {file} (data_root {data_root.path}, from "
+        f"{data_root.source}). {GET_GLUE_HINT}",
+    )
 
 
 def _validate(
@@ -368,15 +394,15 @@ def _validate(
             "missing required key 'tasks': a mapping of at least one "
             "task (e.g. tasks: {rte: {}}); `kdnlu list tasks` shows the choices",
         )
-    specs = {
-        str(k): _task(str(k), v, header.data_root, ctx, check_files) for k, v in tasks_raw.items()
-    }
+    data_root = _data_root(header)
+    specs = {str(k): _task(str(k), v, data_root, ctx, check_files) for k, v in tasks_raw.items()}
     tasks = {k: spec for k, spec in specs.items() if spec is not None}
     if not tasks:
         raise ctx.error(
             ("tasks",),
             f"every task is optional and none has its data files under "
-            f"data_root {header.data_root}; nothing to train",
+            f"data_root {data_root.path} (from {data_root.source}); nothing to train. "
+            f"{GET_GLUE_HINT}",
         )
     sampler = _component(SAMPLERS, raw.get("sampler"), ("sampler",), ctx, DEFAULT_SAMPLER)
     train = build_dataclass(TrainConfig, raw.get("train"), ("train",), ctx)
@@ -390,7 +416,8 @@ def _validate(
         tasks=tasks,
         sampler=sampler,
         train=train,
-        data_root=header.data_root,
+        data_root=data_root.path,
+        data_root_source=data_root.source,
         output_dir=header.output_dir,
         cache_dir=header.cache_dir,
         imports=imports,

@@ -1,4 +1,5 @@
-"""Shared test helpers: paths to the repository, its recipes and the real GLUE sample."""
+"""Shared test helpers: paths to the repository, its recipes, the real GLUE sample and the
+full GLUE copy (found by the data-location rule; tests marked ``full_data`` need it)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,45 @@ from pathlib import Path
 
 import pytest
 
+from kdnlu.datadir import DATA_ENV, glue_dir
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
 GLUE_SAMPLE = REPO / "tests" / "fixtures" / "glue"
-SHARED_GLUE = REPO.parent / "shared" / "data" / "glue"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if os.environ.get(DATA_ENV):  # tests run in temporary folders: a relative value must not move
+    os.environ[DATA_ENV] = str(Path(os.environ[DATA_ENV]).resolve())
+FULL_GLUE = glue_dir()  # $KDNLU_DATA/glue, else ~/.cache/kdnlu/data/glue
+# the tasks whose complete files the full-data tests read
+FULL_DATA_TASKS = ("CoLA", "SST-2", "MRPC", "STS-B", "RTE", "WNLI")
+# set in CI's full-data pass: a missing copy fails those tests instead of skipping them
+REQUIRE_FULL_DATA = os.environ.get("KDNLU_REQUIRE_FULL_DATA") == "1"
+
+
+def full_glue_absent() -> str | None:
+    """Why the full GLUE copy cannot be used, or ``None`` when its files are there."""
+    missing = [t for t in FULL_DATA_TASKS if not (FULL_GLUE.path / t / "train.tsv").is_file()]
+    if not missing:
+        return None
+    return (
+        f"needs the full GLUE files, absent from {FULL_GLUE.path} (from {FULL_GLUE.source}): "
+        f"no {', '.join(missing)}; `kdnlu data glue` fetches them"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _full_data_gate(request: pytest.FixtureRequest) -> None:
+    """Tests marked ``full_data`` skip with the reason where the full GLUE copy is absent."""
+    if request.node.get_closest_marker("full_data") is None:
+        return
+    reason = full_glue_absent()
+    if reason is not None and REQUIRE_FULL_DATA:
+        pytest.fail(f"KDNLU_REQUIRE_FULL_DATA=1 but this test {reason}")
+    if reason is not None:
+        pytest.skip(reason)
+
+
 # one token cache for the whole session, never the user's own
 os.environ["KDNLU_CACHE_DIR"] = tempfile.mkdtemp(prefix="kdnlu-test-cache-")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RECIPES, REPO, TINY_RECIPE, write
+from conftest import GLUE_SAMPLE, RECIPES, REPO, TINY_RECIPE, write
 from kdnlu.bench.cli import main as bench_main
 from kdnlu.bench.grid import load_bench
 from kdnlu.bench.report import build_reports, markdown_report, results_csv
@@ -327,7 +327,7 @@ def test_shipped_bench_files_expand(path: Path) -> None:
     for store in made:
         store.mkdir(parents=True)
     try:
-        bench = load_bench(path)
+        bench = load_bench(path, overrides=[f"data_root={GLUE_SAMPLE}"])
     finally:
         for store in made:
             store.rmdir()

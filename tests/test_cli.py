@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RECIPES, TINY_RECIPE, write
+from conftest import GLUE_SAMPLE, RECIPES, TINY_RECIPE, write
 from kdnlu.cli import main, train_main
 from kdnlu.registry import REGISTRIES
 
@@ -39,8 +39,9 @@ def test_check_builds_without_training(tmp_path: Path, capsys: pytest.CaptureFix
     path = write(tmp_path / "r.yaml", TINY_RECIPE)
     assert main(["check", str(path)]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[:3] == [
+    assert out.splitlines()[:4] == [
         "recipe 'tiny_test' is valid",
+        f"  data_root: {GLUE_SAMPLE} (from the recipe's data_root)",
         "  rte: 32 train / 16 dev rows, head classification, loss cross_entropy, metrics accuracy",
         "  mrpc: 32 train / 16 dev rows, head classification, loss cross_entropy, "
         "metrics f1, accuracy",

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from conftest import GLUE_SAMPLE, TINY_RECIPE, write
+from kdnlu.datadir import GET_GLUE_HINT
 from kdnlu.errors import KdnluError
 from kdnlu.recipe import load_recipe
 
@@ -139,8 +140,7 @@ def test_missing_data_file(tmp_path: Path) -> None:
     path = write(tmp_path / "r.yaml", TINY_RECIPE.replace(str(GLUE_SAMPLE), "glue"))
     assert error_of(path) == (
         f"{path}:2: tasks.rte: missing data file {tmp_path / 'glue' / 'RTE' / 'train.tsv'} "
-        f"(data_root is {tmp_path / 'glue'}). Point data_root (or --set data_root=PATH) at a "
-        "folder in the task's layout, e.g. <data_root>/RTE/train.tsv"
+        f"(data_root {tmp_path / 'glue'}, from the recipe's data_root). {GET_GLUE_HINT}"
     )
 
 
@@ -246,7 +246,7 @@ def test_every_task_optional_and_missing(tmp_path: Path) -> None:
     path = write(tmp_path / "r.yaml", text)
     assert error_of(path) == (
         f"{path}:4: every task is optional and none has its data files under data_root "
-        f"{GLUE_SAMPLE}; nothing to train"
+        f"{GLUE_SAMPLE} (from the recipe's data_root); nothing to train. {GET_GLUE_HINT}"
     )
 
 

@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 
 from kdnlu.cli import run_guarded, setup_logging
+from kdnlu.datadir import glue_dir
 
 
 def _device(name: str):  # noqa: ANN202 - torch is imported late
@@ -27,7 +28,8 @@ def _corpus(args: argparse.Namespace) -> int:
         random_share=args.random_share,
         seed=args.seed,
     )
-    sentences, sources = task_sentences(args.tasks, args.data_root, args.split, args.limit)
+    data_root = args.data_root or glue_dir().path
+    sentences, sources = task_sentences(args.tasks, data_root, args.split, args.limit)
     tokenizer = load_tokenizer(args.tokenizer)
     corpus = mask_corpus(sentences, tokenizer, masking, args.tokenizer, sources)
     corpus.save(args.out)
@@ -165,7 +167,11 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("corpus", help="mask the sentences of task training files once")
     p.add_argument("--tasks", nargs="+", required=True, help="task names (e.g. rte mrpc cola)")
-    p.add_argument("--data-root", required=True, help="folder of the task data (GLUE layout)")
+    p.add_argument(
+        "--data-root",
+        help="folder of the task data in the GLUE layout (default: the data-location rule, "
+        "$KDNLU_DATA/glue else ~/.cache/kdnlu/data/glue)",
+    )
     p.add_argument("--out", required=True, help="new corpus folder")
     p.add_argument("--split", default="train")
     p.add_argument("--limit", type=int, help="read at most this many rows per task")

@@ -1,0 +1,1 @@
+"""``kdnlu data``: fetch the GLUE benchmark's files into the official layout and verify them."""
