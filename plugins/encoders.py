@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from kdnlu.config import FieldError, check_fraction, path_field
+from kdnlu.errors import KdnluError
 from kdnlu.hf import MINILM, checkpoint_dir, load_tokenizer, quiet_transformers
 from kdnlu.registry import ENCODERS
 
@@ -32,13 +33,19 @@ def check_checkpoint_dir(field_name: str, path: str) -> None:
 
 
 class HfEncoder(nn.Module):
-    """A transformers model returning the last hidden states, with its tokenizer attached."""
+    """A transformers model returning the last hidden states, with its tokenizer attached.
+
+    Segment ids reach the model only when it has segment embeddings (``type_vocab_size`` of 2
+    or more, as BERT and ALBERT); RoBERTa/XLM-R (one segment), DeBERTa-v2 (none) and models
+    without the notion get ``None``, whatever ids the tokenizer made.
+    """
 
     def __init__(self, model: nn.Module, tokenizer: Any) -> None:
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
         self.hidden_size = int(model.config.hidden_size)
+        self.uses_token_types = int(getattr(model.config, "type_vocab_size", 0) or 0) > 1
 
     def forward(
         self,
@@ -46,10 +53,29 @@ class HfEncoder(nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        out = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-        )
+        types = token_type_ids if self.uses_token_types else None
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=types)
         return out.last_hidden_state
+
+
+# dropout settings of Hugging Face configs: BERT/ALBERT/RoBERTa/DeBERTa style, then DistilBERT's
+DROPOUT_KEYS = (
+    ("hidden_dropout_prob", "attention_probs_dropout_prob"),
+    ("dropout", "attention_dropout"),
+)
+
+
+def dropout_overrides(model_config: Any, dropout: float, folder: Path) -> dict[str, float]:
+    """The config values that set a checkpoint's hidden and attention dropout to ``dropout``."""
+    for keys in DROPOUT_KEYS:
+        if all(hasattr(model_config, key) for key in keys):
+            return dict.fromkeys(keys, dropout)
+    known = ", ".join(key for keys in DROPOUT_KEYS for key in keys)
+    raise KdnluError(
+        f"encoder.dropout: the checkpoint {folder} (model type {model_config.model_type}) has "
+        f"none of the dropout settings kdnlu knows ({known}); leave encoder.dropout unset to "
+        "keep the checkpoint's own",
+    )
 
 
 @dataclass(frozen=True)
@@ -71,13 +97,10 @@ def hf_encoder(config: HfConfig) -> HfEncoder:
 
     quiet_transformers()
     folder = checkpoint_dir(config.path)
-    overrides: dict[str, Any] = {}
+    model_config = AutoConfig.from_pretrained(str(folder))
     if config.dropout is not None:
-        overrides = {
-            "hidden_dropout_prob": config.dropout,
-            "attention_probs_dropout_prob": config.dropout,
-        }
-    model_config = AutoConfig.from_pretrained(str(folder), **overrides)
+        for key, value in dropout_overrides(model_config, config.dropout, folder).items():
+            setattr(model_config, key, value)
     model = (
         AutoModel.from_pretrained(str(folder), config=model_config, add_pooling_layer=False)
         if model_config.model_type == "bert"

@@ -4,7 +4,7 @@ import shlex
 
 import pytest
 
-from conftest import REPO
+from conftest import GLUE_SAMPLE, REPO
 from kdnlu.cli import main_parser, teach_parser
 from kdnlu.recipe import load_recipe
 
@@ -30,7 +30,7 @@ def test_command_parses(command: list[str], tmp_path) -> None:
         overrides = ["encoder.path=minilm"] if "teacher" in args[0] else []
         if "student" in args[0]:
             overrides = [f"distill.store={tmp_path}"]
-        load_recipe(REPO / args[0], overrides)
+        load_recipe(REPO / args[0], [*overrides, f"data_root={GLUE_SAMPLE}"])
     elif program == "kdnlu-teach":
         parsed = teach_parser().parse_args(args)
         assert parsed.tasks == ["rte", "mrpc", "stsb"]
