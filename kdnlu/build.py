@@ -45,6 +45,7 @@ def build_model(recipe: Recipe, tasks: dict[str, Task]) -> MultiTaskModel:
                 f"task {key} needs with loss '{spec.loss.name}': {exc}"
             ) from None
     for key, head in heads.items():
+        start_pooler(key, head, encoder)
         level, wanted = getattr(head, "level", "sequence"), tasks[key].level
         if level != wanted:
             gives = "one output per token" if level == "token" else "one output per row"
@@ -54,6 +55,23 @@ def build_model(recipe: Recipe, tasks: dict[str, Task]) -> MultiTaskModel:
                 f"task '{tasks[key].name}' {needs}; use e.g. head: {tasks[key].default_head}"
             )
     return MultiTaskModel(encoder, heads)
+
+
+def start_pooler(key: str, head: Any, encoder: Any) -> None:
+    """A head with a pooler layer starts from the checkpoint's pretrained pooler, if any."""
+    pooler = getattr(head, "pooler", None)
+    if pooler is None:
+        return
+    reader = getattr(encoder, "pretrained_pooler", None)
+    weights = reader() if reader is not None else None
+    if weights is None:
+        log.warning(
+            "tasks.%s.head: pooling 'pooler' but the encoder has no pretrained pooler; its "
+            "pooler layer starts from random weights",
+            key,
+        )
+        return
+    pooler.dense.load_state_dict(weights)
 
 
 def encode_split(

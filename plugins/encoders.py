@@ -40,12 +40,17 @@ class HfEncoder(nn.Module):
     without the notion get ``None``, whatever ids the tokenizer made.
     """
 
-    def __init__(self, model: nn.Module, tokenizer: Any) -> None:
+    def __init__(self, model: nn.Module, tokenizer: Any, folder: Path | None = None) -> None:
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
         self.hidden_size = int(model.config.hidden_size)
         self.uses_token_types = int(getattr(model.config, "type_vocab_size", 0) or 0) > 1
+        self.folder = folder
+
+    def pretrained_pooler(self) -> dict[str, torch.Tensor] | None:
+        """The checkpoint's pooler (``weight`` and ``bias`` of its dense layer), if it has one."""
+        return read_pooler(self.folder) if self.folder is not None else None
 
     def forward(
         self,
@@ -56,6 +61,39 @@ class HfEncoder(nn.Module):
         types = token_type_ids if self.uses_token_types else None
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=types)
         return out.last_hidden_state
+
+
+POOLER_SUFFIXES = ("pooler.dense.", "pooler.")  # BERT/RoBERTa/XLM-R style, then ALBERT's
+PARTS = ("weight", "bias")
+
+
+def read_pooler(folder: Path) -> dict[str, torch.Tensor] | None:
+    """The pooler's dense layer from a checkpoint's safetensors weights, without building the
+    model; ``None`` when the checkpoint has none (e.g. an encoder exported by kdnlu)."""
+    from safetensors import safe_open
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        import json
+
+        weight_map = json.loads(index.read_text())["weight_map"]
+        files = {name: folder / shard for name, shard in weight_map.items()}
+    elif (folder / "model.safetensors").is_file():
+        with safe_open(str(folder / "model.safetensors"), "pt") as fh:
+            files = dict.fromkeys(fh.keys(), folder / "model.safetensors")
+    else:
+        return None
+    for suffix in POOLER_SUFFIXES:
+        names = {
+            part: [n for n in files if n.endswith(suffix + part)] for part in ("weight", "bias")
+        }
+        if all(len(found) == 1 for found in names.values()):
+            out = {}
+            for part, (name,) in names.items():
+                with safe_open(str(files[name]), "pt") as fh:
+                    out[part] = fh.get_tensor(name)
+            return out
+    return None
 
 
 # dropout settings of Hugging Face configs: BERT/ALBERT/RoBERTa/DeBERTa style, then DistilBERT's
@@ -106,7 +144,7 @@ def hf_encoder(config: HfConfig) -> HfEncoder:
         if model_config.model_type == "bert"
         else AutoModel.from_pretrained(str(folder), config=model_config)
     )
-    return HfEncoder(model, load_tokenizer(config.path))
+    return HfEncoder(model, load_tokenizer(config.path), folder)
 
 
 @dataclass(frozen=True)
