@@ -13,6 +13,7 @@ import json
 import logging
 import pickle
 import random
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,9 @@ import numpy as np
 import torch
 
 from kdnlu.callbacks import TrainState
-from kdnlu.checkpoint import TRAINING_STATE, load_weights
+from kdnlu.checkpoint import STATE, TRAINING_STATE, WEIGHTS, load_weights
 from kdnlu.errors import KdnluError
-from kdnlu.rundir import atomic_write_text, recover_swap
+from kdnlu.rundir import atomic_write_text, recover_swap, staged_dir
 
 FORMAT = 1
 
@@ -195,6 +196,7 @@ def restore_run(
     drop metrics.jsonl lines written after that checkpoint. Where the loop goes on."""
     step, kept = saved["step"], saved["train_state"]
     point = loop_position(saved)
+    restore_missing_best(run_dir, step, kept["best_step"])
     if step > state.total_steps:
         raise KdnluError(
             f"{run_dir}: its checkpoint is at step {step}, but the recipe trains "
@@ -221,6 +223,28 @@ def restore_run(
     state.window_scalars = {k: list(v) for k, v in kept["window_scalars"].items()}
     truncate_metrics(run_dir / "metrics.jsonl", step)
     return point
+
+
+def restore_missing_best(run_dir: Path, step: int, best_step: int | None) -> None:
+    """Rewrite a missing ``checkpoints/best`` (a crash between an evaluation's two saves, in
+    runs that saved ``last`` first): when ``last`` was saved at that very evaluation, it holds
+    the best weights and state."""
+    checkpoints = run_dir / "checkpoints"
+    recover_swap(checkpoints / "best")
+    if best_step is None or (checkpoints / "best" / WEIGHTS).is_file():
+        return
+    if best_step != step:
+        log.warning(
+            "%s: the best checkpoint (step %d) is missing and cannot be rewritten; the next "
+            "evaluation that improves writes a new one",
+            checkpoints / "best",
+            best_step,
+        )
+        return
+    with staged_dir(checkpoints / "best", replace=True) as staging:
+        for name in (WEIGHTS, STATE):
+            shutil.copyfile(checkpoints / "last" / name, staging / name)
+    log.warning("%s: rewrote the missing best checkpoint from last (step %d)", run_dir, step)
 
 
 def truncate_metrics(path: Path, step: int) -> None:

@@ -97,9 +97,12 @@ def recover_swap(target: Path) -> bool:
     In that window ``target`` is missing, the old folder is ``.<name>.<id>.retired`` and the new,
     complete one is ``.<name>.<id>.staging``: the new one becomes ``target``. Without such a pair
     (the new one is gone), the newest retired folder comes back. Other retired leftovers are
-    deleted. Returns whether ``target`` was restored; does nothing when ``target`` exists.
+    deleted. Returns whether ``target`` was restored; when ``target`` exists, a crash during the
+    clean-up may have left retired folders beside it: they are deleted.
     """
     if target.exists():
+        for leftover in target.parent.glob(f".{target.name}.*.retired"):
+            shutil.rmtree(leftover, ignore_errors=True)
         return False
     retired = sorted(
         target.parent.glob(f".{target.name}.*.retired"), key=lambda p: p.stat().st_mtime

@@ -317,9 +317,11 @@ def _train(
                 "early stop: %s did not improve for %d evaluations", cfg.best_metric, cfg.patience
             )
             state.should_stop = True
-        save_last(resume_at)
+        # best before last: a crash between the two leaves a last that records an earlier best
+        # (which exists) and a resume that redoes this evaluation, never a recorded best missing
         if improved:
             save_checkpoint(run_dir / "checkpoints" / "best", model, checkpoint_state())
+        save_last(resume_at)
         for cb in callbacks:
             cb.on_evaluate(state, metrics)
         world.broadcast(state.should_stop)
