@@ -39,9 +39,12 @@ from kdnlu.registry import SAMPLERS
 from kdnlu.resume import (
     LoopPosition,
     capture,
+    check_inputs,
+    check_queues,
     load_training_state,
     restore_generators,
     restore_run,
+    run_inputs,
 )
 from kdnlu.run_control import (
     amp_dtype_for,
@@ -160,6 +163,7 @@ def _train(
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
     resumed = resume_from is not None
+    inputs = run_inputs(recipe.to_yaml(), train_splits, eval_splits)
     if resume_from is None:
         # everything that reads data or could reject the recipe has run: only now make the run dir
         if world.is_main:
@@ -172,7 +176,10 @@ def _train(
         state = TrainState(run_dir=run_dir, total_steps=total_steps)
     else:
         run_dir = Path(resume_from)
+        if world.is_main:
         saved = load_training_state(run_dir / "checkpoints" / "last")
+        check_inputs(saved, inputs, run_dir)
+        check_queues(saved, {k: len(s) for k, s in train_splits.items()}, run_dir)
         state = TrainState(run_dir=run_dir, total_steps=total_steps)
         point = restore_run(saved, run_dir, model, optimizer, scheduler, scaler, state)
         restore_generators(saved, sampler_rng, batch_rng)
@@ -247,6 +254,7 @@ def _train(
             sampler_rng=sampler_rng,
             batch_rng=batch_rng,
             queues=batches.queues,
+            inputs=inputs,
         )
         if world.is_main:
             save_checkpoint(run_dir / "checkpoints" / "last", model, checkpoint_state(), training)
