@@ -20,6 +20,7 @@ from kdnlu.checkpoint import WEIGHTS
 from kdnlu.data import encode_examples
 from kdnlu.errors import KdnluError
 from kdnlu.evaluation import predict_outputs
+from kdnlu.lock import lock_folder
 from kdnlu.store import (
     LogitStore,
     StoreSpec,
@@ -168,12 +169,27 @@ def _teach_split(
         shard_rows=options.shard_rows,
     )
     folder = out / key / split
+    with lock_folder(folder, "logit store"):
+        return _write_store(runs, examples, folder, spec, options, device, progress)
+
+
+def _write_store(
+    runs: Sequence[TrainedRun],
+    examples: list[Example],
+    folder: Path,
+    spec: StoreSpec,
+    options: TeachOptions,
+    device: torch.device,
+    progress: bool,
+) -> LogitStore:
+    """Write (or finish) one store; the caller holds its folder's lock."""
+    key = spec.task
     writer = StoreWriter(folder, spec)
     pending = writer.pending
     if len(pending) < spec.shards:
         done = spec.shards - len(pending)
         log.info("%s: resuming, %d of %d shards already written", folder, done, spec.shards)
-    bar = tqdm(total=len(pending), desc=f"{key}/{split}", unit="shard", disable=not progress)
+    bar = tqdm(total=len(pending), desc=f"{key}/{spec.split}", unit="shard", disable=not progress)
     for shard in pending:
         rows = spec.shard_range(shard)
         chunk = examples[rows.start : rows.stop]
@@ -191,7 +207,7 @@ def _teach_split(
         bar.update(1)
     bar.close()
     store = writer.finish()
-    log.info("%s: %d rows x %d teachers x %d outputs", folder, spec.rows, len(runs), classes)
+    log.info("%s: %d rows x %d teachers x %d outputs", folder, spec.rows, len(runs), spec.classes)
     return store
 
 

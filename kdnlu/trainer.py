@@ -9,6 +9,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from kdnlu.data import collate
 from kdnlu.distributed import World, join_world, leave_world
 from kdnlu.errors import KdnluError, TrainingError, TrainingInterrupted
 from kdnlu.evaluation import eval_name, evaluate, label_dtype, select_score
+from kdnlu.lock import lock_folder
 from kdnlu.optim import linear_schedule, make_optimizer
 from kdnlu.recipe import Recipe
 from kdnlu.registry import SAMPLERS
@@ -87,8 +89,8 @@ def train(
     """
     world, device_choice = join_world(recipe.train.device)  # under torchrun: one rank of many
     try:
-        with deterministic_algorithms(recipe.train.deterministic):
-            return _train(recipe, progress, callbacks, resume_from, world, device_choice)
+        with deterministic_algorithms(recipe.train.deterministic), ExitStack() as held:
+            return _train(recipe, progress, callbacks, resume_from, world, device_choice, held)
     finally:
         leave_world(world)
 
@@ -110,7 +112,9 @@ def _train(
     resume_from: str | Path | None,
     world: World,
     device_choice: str,
+    held: ExitStack,
 ) -> RunResult:
+    """The run itself; ``held`` keeps the run dir's writer lock until the run ends."""
     started = time.time()
     cfg = recipe.train
     set_seed(cfg.seed)
@@ -168,6 +172,7 @@ def _train(
         # everything that reads data or could reject the recipe has run: only now make the run dir
         if world.is_main:
             run_dir = create_run_dir(recipe.output_dir, recipe.name)
+            held.enter_context(lock_folder(run_dir, "run directory"))
             atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
             environment = json.dumps(environment_record(), indent=2) + "\n"
             atomic_write_text(run_dir / "env.json", environment)
@@ -177,6 +182,7 @@ def _train(
     else:
         run_dir = Path(resume_from)
         if world.is_main:
+            held.enter_context(lock_folder(run_dir, "run directory"))
         saved = load_training_state(run_dir / "checkpoints" / "last")
         check_inputs(saved, inputs, run_dir)
         check_queues(saved, {k: len(s) for k, s in train_splits.items()}, run_dir)

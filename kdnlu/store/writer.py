@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from kdnlu import __version__
+from kdnlu.lock import LOCK_FILE
 from kdnlu.rundir import atomic_write_text
 from kdnlu.store.format import (
     FORMAT_VERSION,
@@ -54,7 +55,7 @@ class StoreWriter:
             for key, sums in found["shards"].items() if self.arrays else ():
                 if check_shard(self.arrays, spec, int(key), sums) is None:
                     self.done[int(key)] = sums
-        elif self.folder.exists() and any(self.folder.iterdir()):
+        elif self.folder.exists() and any(p.name != LOCK_FILE for p in self.folder.iterdir()):
             raise StoreError(f"{self.folder} exists and is not a logit store; choose a new folder")
         self.folder.mkdir(parents=True, exist_ok=True)
         if not self.arrays:
