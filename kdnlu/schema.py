@@ -60,6 +60,7 @@ class TrainConfig:
     eval_each_epoch: bool = True
     checkpoint_every: int | None = None
     on_nonfinite_loss: Literal["error", "skip"] = "error"
+    max_skipped_fraction: float = 0.1
     best_metric: str = "average"
     patience: int | None = None
     seed: int = 13
@@ -82,6 +83,10 @@ class TrainConfig:
             raise FieldError("warmup", f"must be a fraction in [0, 1), got {self.warmup}")
         if self.grad_clip < 0:
             raise FieldError("grad_clip", f"must be >= 0 (0 disables), got {self.grad_clip}")
+        if not 0.0 <= self.max_skipped_fraction <= 1.0:
+            raise FieldError(
+                "max_skipped_fraction", f"must be in [0, 1], got {self.max_skipped_fraction}"
+            )
         if self.weight_decay < 0:
             raise FieldError("weight_decay", f"must be >= 0, got {self.weight_decay}")
         if not self.eval_each_epoch and self.eval_every is None:

@@ -76,6 +76,30 @@ class RunResult:
     best_metric: str = "average"
 
 
+def check_weights(model: torch.nn.Module, step: int, epoch: int, task: str) -> None:
+    """Non-finite weights after a step stop the run, whatever ``on_nonfinite_loss`` says: no
+    later batch could be trained or skipped back to health, nor any checkpoint of them kept."""
+    with torch.no_grad():
+        broken = [name for name, p in model.named_parameters() if not bool(p.isfinite().all())]
+    if broken:
+        raise TrainingError(
+            f"step {step} (epoch {epoch}, a {task} batch) left NaN or infinite values in "
+            f"{len(broken)} weight tensor(s), e.g. {broken[0]}; the run stops without "
+            "saving them. Lower train.lr or set train.grad_clip"
+        )
+
+
+def check_skipped(skipped: int, total: int, cfg: Any) -> None:
+    """The skip policy gives up once more than ``max_skipped_fraction`` of the run's batches
+    had a non-finite loss: such a run is diverging, not meeting a few bad batches."""
+    if skipped > cfg.max_skipped_fraction * total:
+        raise TrainingError(
+            f"{skipped} of the run's {total} batches had a non-finite loss, more than "
+            f"train.max_skipped_fraction ({cfg.max_skipped_fraction}) allows: the run is "
+            "diverging; lower train.lr, set train.grad_clip, or check the data"
+        )
+
+
 def train(
     recipe: Recipe,
     progress: bool = True,
@@ -388,6 +412,7 @@ def _train(
                     )
                 else:  # the batch adds no gradient; a step whose batches all failed changes nothing
                     state.skipped_batches += 1
+                    check_skipped(state.skipped_batches, total_steps * cfg.grad_accumulation, cfg)
                     log.warning(
                         "skipped a %s batch at step %d (epoch %d): its loss is %s (%d skipped)",
                         key,
@@ -406,6 +431,7 @@ def _train(
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
+                check_weights(model, state.step, epoch, key)
                 bar.set_postfix(task=key, loss=f"{value:.4f}", refresh=False)
                 bar.update(1)
                 for cb in callbacks:
