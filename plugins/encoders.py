@@ -31,6 +31,17 @@ def check_checkpoint_dir(field_name: str, path: str) -> None:
         )
 
 
+def max_positions(config: Any) -> int | None:
+    """The longest input (in tokens) a transformers config has position embeddings for; RoBERTa
+    and its kin number positions from pad_token_id + 1, so they take that many fewer."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int):
+        return None
+    if config.model_type in ("roberta", "xlm-roberta", "camembert"):
+        positions -= int(config.pad_token_id or 0) + 1
+    return positions
+
+
 class HfEncoder(nn.Module):
     """A transformers model returning the last hidden states, with its tokenizer attached."""
 
@@ -39,6 +50,7 @@ class HfEncoder(nn.Module):
         self.model = model
         self.tokenizer = tokenizer
         self.hidden_size = int(model.config.hidden_size)
+        self.max_length = max_positions(model.config)
 
     def forward(
         self,
