@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -20,6 +21,8 @@ from kdnlu.registry import REGISTRIES
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+# a full disk, a quota, ulimit -f, a read-only file system: the user's to fix, not a bug
+WRITE_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
 
 class TqdmHandler(logging.Handler):
@@ -53,6 +56,16 @@ def run_guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:
+        if exc.errno not in WRITE_FAILURES or getattr(args, "debug", False):
+            raise
+        print(
+            f"error: cannot write {exc.filename or 'a file'} ({exc.strerror}); the files "
+            "written before it are whole (each is written under a temporary name, then "
+            "renamed). Free disk space (or fix permissions), then run the same command again",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
 
 
 def add_set_arg(parser: argparse.ArgumentParser, help: str) -> None:

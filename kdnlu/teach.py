@@ -170,7 +170,14 @@ def _teach_split(
     )
     folder = out / key / split
     with lock_folder(folder, "logit store"):
-        return _write_store(runs, examples, folder, spec, options, device, progress)
+        try:
+            return _write_store(runs, examples, folder, spec, options, device, progress)
+        except OSError as exc:  # a full disk, ulimit -f, a folder turned read-only
+            raise KdnluError(
+                f"cannot write logit store {folder} ({exc.strerror or exc}); the shards written "
+                "so far are kept. Free disk space (or fix the folder's permissions), then run "
+                "the same kdnlu-teach command again to finish it"
+            ) from None
 
 
 def _write_store(

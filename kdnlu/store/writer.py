@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -26,6 +27,17 @@ from kdnlu.store.format import (
     spec_difference,
 )
 from kdnlu.store.reader import LogitStore
+
+
+def reserve(path: Path) -> None:
+    """Give a new (sparse) array file its disk blocks now: a full disk is then an ``OSError``
+    here, not a SIGBUS when a memory-mapped write finds no room."""
+    with open(path, "r+b") as fh:
+        try:
+            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without it
+                raise
 
 
 class StoreWriter:
@@ -59,12 +71,12 @@ class StoreWriter:
             raise StoreError(f"{self.folder} exists and is not a logit store; choose a new folder")
         self.folder.mkdir(parents=True, exist_ok=True)
         if not self.arrays:
-            self.arrays = {
-                part: np.lib.format.open_memmap(
-                    array_file(self.folder, part), mode="w+", dtype=dtype, shape=shape
+            for part, (shape, dtype) in spec.array_shapes().items():
+                path = array_file(self.folder, part)
+                self.arrays[part] = np.lib.format.open_memmap(
+                    path, mode="w+", dtype=dtype, shape=shape
                 )
-                for part, (shape, dtype) in spec.array_shapes().items()
-            }
+                reserve(path)
         self._save_progress()
 
     @property
