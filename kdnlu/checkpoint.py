@@ -51,5 +51,13 @@ def short_reason(exc: BaseException) -> str:
 
 
 def load_weights(folder: Path, model: nn.Module) -> None:
-    """Load safetensors weights from a checkpoint folder into ``model`` (strict)."""
-    load_model(model, str(folder / WEIGHTS))
+    """Load safetensors weights from a checkpoint folder into ``model`` (strict); a file that
+    is not safetensors (truncated, replaced) is a ``KdnluError`` naming it."""
+    path = folder / WEIGHTS
+    try:
+        load_model(model, str(path))
+    except SafetensorError as exc:
+        raise KdnluError(
+            f"{path} is not a readable safetensors file (truncated or replaced?): "
+            f"{short_reason(exc)}"
+        ) from None

@@ -308,16 +308,24 @@ def teach_parser() -> argparse.ArgumentParser:
 
 
 def _store_inspect(args: argparse.Namespace) -> int:
-    from kdnlu.store import HEADER, LogitStore, describe_store
+    from kdnlu.store import HEADER, PROGRESS, LogitStore, describe_store
 
     root = Path(args.store)
     folders = (
         [root] if (root / HEADER).is_file() else sorted(p.parent for p in root.glob(f"**/{HEADER}"))
     )
-    if not folders:
-        LogitStore.open(root)  # raises the reason (unfinished, or not a store)
+    unfinished = sorted(p.parent for p in root.glob(f"**/{PROGRESS}") if p.parent not in folders)
+    if not folders and not unfinished:
+        LogitStore.open(root)  # raises the reason (not a store)
     stores = [LogitStore.open(f, verify=not args.no_verify) for f in folders]
-    print("\n\n".join(describe_store(store) for store in stores))
+    if stores:
+        print("\n\n".join(describe_store(store) for store in stores))
+    if unfinished:
+        raise KdnluError(
+            f"unfinished: {', '.join(str(f) for f in unfinished)} (a write was interrupted); "
+            "rerun the kdnlu-teach command that wrote it (same teachers, tasks and --out) to "
+            "finish it"
+        )
     return 0
 
 

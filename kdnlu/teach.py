@@ -99,6 +99,18 @@ def check_teachers(runs: Sequence[TrainedRun], tasks: Sequence[str] | None) -> l
     return keys
 
 
+def check_finite_weights(run: TrainedRun) -> None:
+    """A teacher whose weights hold NaN or infinite values is named before anything is written
+    (its outputs would be refused shard by shard, and a rerun would fail the same way)."""
+    broken = [n for n, p in run.model.named_parameters() if not bool(p.isfinite().all())]
+    if broken:
+        raise KdnluError(
+            f"teacher {run.run_dir} ({run.checkpoint}) has NaN or infinite weights in "
+            f"{len(broken)} tensor(s), e.g. {broken[0]}; leave it out of the teachers, or "
+            "retrain it"
+        )
+
+
 def _read(run: TrainedRun, key: str, split: str) -> list[Example]:
     return run.tasks[key].read(split, on_bad_row=run.recipe.tasks[key].options.on_bad_row)
 
@@ -116,6 +128,8 @@ def teach(
     if not teacher_dirs:
         raise KdnluError("give at least one teacher run directory")
     runs = [load_trained(d, options.checkpoint) for d in teacher_dirs]
+    for run in runs:
+        check_finite_weights(run)
     keys = check_teachers(runs, tasks)
     device = pick_device(options.device)
     for run in runs:
@@ -200,7 +214,15 @@ def _write_store(
     for shard in pending:
         rows = spec.shard_range(shard)
         chunk = examples[rows.start : rows.stop]
-        outputs = np.stack([_outputs(run, key, chunk, options, device) for run in runs], axis=1)
+        per_teacher = [_outputs(run, key, chunk, options, device) for run in runs]
+        for run, teacher_outputs in zip(runs, per_teacher, strict=True):
+            if not np.isfinite(teacher_outputs).all():
+                raise KdnluError(
+                    f"teacher {run.run_dir} gives NaN or infinite {key} outputs on rows "
+                    f"{rows.start} to {rows.stop - 1} of {spec.split}; leave it out of the "
+                    "teachers (and write to a new --out), or retrain it"
+                )
+        outputs = np.stack(per_teacher, axis=1)
         labels = np.array(
             [np.nan if ex.label is None else float(ex.label) for ex in chunk], dtype=np.float32
         )

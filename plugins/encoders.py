@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from kdnlu.config import FieldError, check_fraction, path_field
+from kdnlu.errors import KdnluError
 from kdnlu.hf import MINILM, checkpoint_dir, load_tokenizer, quiet_transformers
 from kdnlu.registry import ENCODERS
 
@@ -66,10 +68,13 @@ class HfEncoder(nn.Module):
 
 @dataclass(frozen=True)
 class HfConfig:
-    """Pretrained checkpoint folder (or 'minilm') and optional dropout override."""
+    """Pretrained checkpoint folder (or 'minilm') and optional dropout override. Weights are
+    read from safetensors only; ``allow_pickle`` also reads a ``pytorch_model.bin`` (a pickle:
+    loading it can run code, so only from a source you trust)."""
 
     path: str = path_field(MINILM, aliases=(MINILM,))
     dropout: float | None = None
+    allow_pickle: bool = False
 
     def __post_init__(self) -> None:
         check_checkpoint_dir("path", self.path)
@@ -89,12 +94,27 @@ def hf_encoder(config: HfConfig) -> HfEncoder:
             "hidden_dropout_prob": config.dropout,
             "attention_probs_dropout_prob": config.dropout,
         }
-    model_config = AutoConfig.from_pretrained(str(folder), **overrides)
-    model = (
-        AutoModel.from_pretrained(str(folder), config=model_config, add_pooling_layer=False)
-        if model_config.model_type == "bert"
-        else AutoModel.from_pretrained(str(folder), config=model_config)
-    )
+    if not config.allow_pickle and not any(folder.glob("*.safetensors")):
+        pickles = ", ".join(sorted(p.name for p in folder.glob("*.bin"))) or "no weights file"
+        raise KdnluError(
+            f"encoder.path {folder} has no safetensors weights ({pickles}); kdnlu reads weights "
+            "from safetensors only, since a pickle such as pytorch_model.bin can run code when "
+            "loaded. Convert it to model.safetensors, or set encoder.allow_pickle: true if you "
+            "trust where it came from"
+        )
+    # with allow_pickle, None lets transformers take a .bin when there is no safetensors file
+    options: dict[str, Any] = {"use_safetensors": None if config.allow_pickle else True}
+    try:
+        model_config = AutoConfig.from_pretrained(str(folder), **overrides)
+        if model_config.model_type == "bert":
+            options["add_pooling_layer"] = False
+        model = AutoModel.from_pretrained(str(folder), config=model_config, **options)
+    except (OSError, ValueError, SafetensorError) as exc:
+        reason = " ".join(str(exc).split())
+        raise KdnluError(
+            f"encoder.path {folder}: cannot load this Hugging Face checkpoint (is its config.json "
+            f"valid JSON, are its weights complete?): {reason[:300]}"
+        ) from None
     return HfEncoder(model, load_tokenizer(config.path))
 
 
