@@ -90,3 +90,13 @@ def test_a_logit_store_being_written_is_refused(tmp_path: Path) -> None:
     assert str(err.value) == refusal(folder, os.getpid(), "logit store")
     (store,) = teach([teacher], tmp_path / "store", ["rte"], progress=False)[:1]
     assert store.folder == folder and not (folder / LOCK_FILE).exists()
+
+
+def test_a_folder_of_mlm_stores_being_written_is_refused(tmp_path: Path) -> None:
+    from kdnlu.mlm.teach import teach_mlm
+
+    out = tmp_path / "stores"
+    with lock_folder(out, "folder of MLM logit stores"):
+        with pytest.raises(KdnluError) as err:
+            teach_mlm(None, None, out)  # type: ignore[arg-type]  # refused before they are used
+    assert str(err.value) == refusal(out, os.getpid(), "folder of MLM logit stores")
