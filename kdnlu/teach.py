@@ -21,6 +21,7 @@ from kdnlu.data import encode_examples
 from kdnlu.errors import KdnluError
 from kdnlu.evaluation import predict_outputs
 from kdnlu.lock import lock_folder
+from kdnlu.nonfinite import nonfinite_weights
 from kdnlu.store import (
     LogitStore,
     StoreSpec,
@@ -102,7 +103,7 @@ def check_teachers(runs: Sequence[TrainedRun], tasks: Sequence[str] | None) -> l
 def check_finite_weights(run: TrainedRun) -> None:
     """A teacher whose weights hold NaN or infinite values is named before anything is written
     (its outputs would be refused shard by shard, and a rerun would fail the same way)."""
-    broken = [n for n, p in run.model.named_parameters() if not bool(p.isfinite().all())]
+    broken = nonfinite_weights(run.model)
     if broken:
         raise KdnluError(
             f"teacher {run.run_dir} ({run.checkpoint}) has NaN or infinite weights in "

@@ -35,6 +35,7 @@ from kdnlu.distributed import World, join_world, leave_world
 from kdnlu.errors import KdnluError, TrainingError, TrainingInterrupted
 from kdnlu.evaluation import eval_name, evaluate, label_dtype, select_score
 from kdnlu.lock import lock_folder
+from kdnlu.nonfinite import check_skipped, check_weights
 from kdnlu.optim import linear_schedule, make_optimizer
 from kdnlu.recipe import Recipe
 from kdnlu.registry import SAMPLERS
@@ -74,30 +75,6 @@ class RunResult:
     best_score: float | None = None
     best_step: int | None = None
     best_metric: str = "average"
-
-
-def check_weights(model: torch.nn.Module, step: int, epoch: int, task: str) -> None:
-    """Non-finite weights after a step stop the run, whatever ``on_nonfinite_loss`` says: no
-    later batch could be trained or skipped back to health, nor any checkpoint of them kept."""
-    with torch.no_grad():
-        broken = [name for name, p in model.named_parameters() if not bool(p.isfinite().all())]
-    if broken:
-        raise TrainingError(
-            f"step {step} (epoch {epoch}, a {task} batch) left NaN or infinite values in "
-            f"{len(broken)} weight tensor(s), e.g. {broken[0]}; the run stops without "
-            "saving them. Lower train.lr or set train.grad_clip"
-        )
-
-
-def check_skipped(skipped: int, total: int, cfg: Any) -> None:
-    """The skip policy gives up once more than ``max_skipped_fraction`` of the run's batches
-    had a non-finite loss: such a run is diverging, not meeting a few bad batches."""
-    if skipped > cfg.max_skipped_fraction * total:
-        raise TrainingError(
-            f"{skipped} of the run's {total} batches had a non-finite loss, more than "
-            f"train.max_skipped_fraction ({cfg.max_skipped_fraction}) allows: the run is "
-            "diverging; lower train.lr, set train.grad_clip, or check the data"
-        )
 
 
 def train(
