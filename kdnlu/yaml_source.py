@@ -95,33 +95,64 @@ def _convert(
     file = budget.file
     locations.setdefault(path, Location(file, node.start_mark.line + 1))
     if isinstance(node, yaml.MappingNode):
-        # keys written here may override those a merge key (<<: *base) brings in, not each other
-        written = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
-        loader.flatten_mapping(node)
-        out: dict[str, Any] = {}
-        merged: set[str] = set()
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if not isinstance(key, str):
-                raise RecipeError(
-                    f"{file}:{line}: key {key!r} at {format_key_path(path)} must be a string"
-                )
-            if key in out and key not in merged:
-                first = locations[(*path, key)].line
-                raise RecipeError(
-                    f"{file}:{line}: key '{format_key_path((*path, key))}' appears twice "
-                    f"(first at line {first}); keep one of them"
-                )
-            merged.discard(key)
-            if id(key_node) not in written:
-                merged.add(key)
-            locations[(*path, key)] = Location(file, line)
-            out[key] = _convert(loader, value_node, (*path, key), budget, locations)
-        return out
+        return _convert_mapping(loader, node, path, budget, locations)
     if isinstance(node, yaml.SequenceNode):
         return [
             _convert(loader, item, (*path, i), budget, locations)
             for i, item in enumerate(node.value)
         ]
     return loader.construct_object(node, deep=True)
+
+
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _convert_mapping(
+    loader: yaml.SafeLoader,
+    node: yaml.MappingNode,
+    path: KeyPath,
+    budget: _Budget,
+    locations: dict[KeyPath, Location],
+) -> dict[str, Any]:
+    """A mapping's keys. A merge key (``<<: *base``, or a list of bases) brings in keys that
+    those written beside it override, the first base winning over later ones; merges are
+    expanded here rather than by PyYAML so that the value budget counts every copy."""
+    file = budget.file
+    out: dict[str, Any] = {}
+    for key_node, value_node in node.value:
+        if key_node.tag == MERGE_TAG:
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if not isinstance(key, str):
+            raise RecipeError(
+                f"{file}:{line}: key {key!r} at {format_key_path(path)} must be a string"
+            )
+        if key in out:
+            first = locations[(*path, key)].line
+            raise RecipeError(
+                f"{file}:{line}: key '{format_key_path((*path, key))}' appears twice "
+                f"(first at line {first}); keep one of them"
+            )
+        locations[(*path, key)] = Location(file, line)
+        out[key] = _convert(loader, value_node, (*path, key), budget, locations)
+    merged: dict[str, Any] = {}
+    for key_node, value_node in node.value:
+        if key_node.tag != MERGE_TAG:
+            continue
+        bases = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for base in bases:
+            if not isinstance(base, yaml.MappingNode):
+                raise RecipeError(
+                    f"{file}:{base.start_mark.line + 1}: a merge key (<<) takes a mapping or a "
+                    "list of mappings"
+                )
+            found: dict[KeyPath, Location] = {}
+            for key, value in _convert(loader, base, path, budget, found).items():
+                if key not in out and key not in merged:
+                    merged[key] = value
+                    inside = (*path, key)
+                    locations.update(
+                        {p: loc for p, loc in found.items() if p[: len(inside)] == inside}
+                    )
+    return {**merged, **out}

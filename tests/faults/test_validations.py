@@ -119,9 +119,16 @@ i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]
 """
 
 
-def test_a_yaml_alias_bomb_stops_at_once(tmp_path: Path) -> None:
+MERGE_BOMB = "a: &a {x: 1, y: 2}\n" + "".join(
+    f"{b}: &{b} {{<<: [{', '.join(['*' + a] * 9)}]}}\n"
+    for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+@pytest.mark.parametrize("bomb", [ALIAS_BOMB, MERGE_BOMB], ids=["aliases", "merge keys"])
+def test_a_yaml_alias_bomb_stops_at_once(tmp_path: Path, bomb: str) -> None:
     started = time.time()
-    message = recipe_error(tmp_path, [], ALIAS_BOMB)
+    message = recipe_error(tmp_path, [], bomb)
     assert time.time() - started < 10
     assert message.startswith(f"{tmp_path / 'r.yaml'}:")
     assert message.endswith(
