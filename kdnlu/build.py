@@ -28,9 +28,22 @@ def head_outputs(task: Task, loss: Loss) -> int:
     return 1 if getattr(loss, "target", None) == "group" else task.num_outputs
 
 
+def check_max_lengths(recipe: Recipe, limit: int | None) -> None:
+    """Every task's max_length must fit the encoder's position embeddings (``limit`` tokens;
+    None: the encoder sets no limit), or its first long row would stop the run."""
+    for key, spec in recipe.tasks.items():
+        if limit is not None and spec.options.max_length > limit:
+            raise KdnluError(
+                f"tasks.{key}.max_length is {spec.options.max_length}, but encoder "
+                f"'{recipe.encoder.name}' has position embeddings for {limit} tokens; set it "
+                f"to at most {limit}"
+            )
+
+
 def build_model(recipe: Recipe, tasks: dict[str, Task]) -> MultiTaskModel:
     """The shared encoder and one head per task, from the registries."""
     encoder = ENCODERS.get(recipe.encoder.name).build(recipe.encoder.config)
+    check_max_lengths(recipe, getattr(encoder, "max_length", None))
     losses = build_losses(recipe)
     heads = {}
     for key, spec in recipe.tasks.items():

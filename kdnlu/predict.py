@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from kdnlu.data import encode_examples, word_positions
+from kdnlu.errors import KdnluError
 from kdnlu.evaluation import predict_outputs, to_predictions
 from kdnlu.rundir import atomic_write, atomic_write_text
 from kdnlu.task import Example, Task
@@ -83,6 +84,8 @@ def write_predictions(
     """
     from kdnlu.run_control import pick_device
 
+    if out_dir.exists() and not out_dir.is_dir():
+        raise KdnluError(f"--out {out_dir} is a file; give a folder (it is made if missing)")
     target_device = pick_device(device)
     run.model.to(target_device)
     written: list[Path] = []

@@ -20,6 +20,8 @@ from kdnlu.checkpoint import WEIGHTS
 from kdnlu.data import encode_examples
 from kdnlu.errors import KdnluError
 from kdnlu.evaluation import predict_outputs
+from kdnlu.lock import lock_folder
+from kdnlu.nonfinite import nonfinite_weights
 from kdnlu.store import (
     LogitStore,
     StoreSpec,
@@ -98,6 +100,18 @@ def check_teachers(runs: Sequence[TrainedRun], tasks: Sequence[str] | None) -> l
     return keys
 
 
+def check_finite_weights(run: TrainedRun) -> None:
+    """A teacher whose weights hold NaN or infinite values is named before anything is written
+    (its outputs would be refused shard by shard, and a rerun would fail the same way)."""
+    broken = nonfinite_weights(run.model)
+    if broken:
+        raise KdnluError(
+            f"teacher {run.run_dir} ({run.checkpoint}) has NaN or infinite weights in "
+            f"{len(broken)} tensor(s), e.g. {broken[0]}; leave it out of the teachers, or "
+            "retrain it"
+        )
+
+
 def _read(run: TrainedRun, key: str, split: str) -> list[Example]:
     return run.tasks[key].read(split, on_bad_row=run.recipe.tasks[key].options.on_bad_row)
 
@@ -115,6 +129,8 @@ def teach(
     if not teacher_dirs:
         raise KdnluError("give at least one teacher run directory")
     runs = [load_trained(d, options.checkpoint) for d in teacher_dirs]
+    for run in runs:
+        check_finite_weights(run)
     keys = check_teachers(runs, tasks)
     device = pick_device(options.device)
     for run in runs:
@@ -168,16 +184,46 @@ def _teach_split(
         shard_rows=options.shard_rows,
     )
     folder = out / key / split
+    with lock_folder(folder, "logit store"):
+        try:
+            return _write_store(runs, examples, folder, spec, options, device, progress)
+        except OSError as exc:  # a full disk, ulimit -f, a folder turned read-only
+            raise KdnluError(
+                f"cannot write logit store {folder} ({exc.strerror or exc}); the shards written "
+                "so far are kept. Free disk space (or fix the folder's permissions), then run "
+                "the same kdnlu-teach command again to finish it"
+            ) from None
+
+
+def _write_store(
+    runs: Sequence[TrainedRun],
+    examples: list[Example],
+    folder: Path,
+    spec: StoreSpec,
+    options: TeachOptions,
+    device: torch.device,
+    progress: bool,
+) -> LogitStore:
+    """Write (or finish) one store; the caller holds its folder's lock."""
+    key = spec.task
     writer = StoreWriter(folder, spec)
     pending = writer.pending
     if len(pending) < spec.shards:
         done = spec.shards - len(pending)
         log.info("%s: resuming, %d of %d shards already written", folder, done, spec.shards)
-    bar = tqdm(total=len(pending), desc=f"{key}/{split}", unit="shard", disable=not progress)
+    bar = tqdm(total=len(pending), desc=f"{key}/{spec.split}", unit="shard", disable=not progress)
     for shard in pending:
         rows = spec.shard_range(shard)
         chunk = examples[rows.start : rows.stop]
-        outputs = np.stack([_outputs(run, key, chunk, options, device) for run in runs], axis=1)
+        per_teacher = [_outputs(run, key, chunk, options, device) for run in runs]
+        for run, teacher_outputs in zip(runs, per_teacher, strict=True):
+            if not np.isfinite(teacher_outputs).all():
+                raise KdnluError(
+                    f"teacher {run.run_dir} gives NaN or infinite {key} outputs on rows "
+                    f"{rows.start} to {rows.stop - 1} of {spec.split}; leave it out of the "
+                    "teachers (and write to a new --out), or retrain it"
+                )
+        outputs = np.stack(per_teacher, axis=1)
         labels = np.array(
             [np.nan if ex.label is None else float(ex.label) for ex in chunk], dtype=np.float32
         )
@@ -191,7 +237,7 @@ def _teach_split(
         bar.update(1)
     bar.close()
     store = writer.finish()
-    log.info("%s: %d rows x %d teachers x %d outputs", folder, spec.rows, len(runs), classes)
+    log.info("%s: %d rows x %d teachers x %d outputs", folder, spec.rows, len(runs), spec.classes)
     return store
 
 

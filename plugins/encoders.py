@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from kdnlu.config import FieldError, check_fraction, path_field
@@ -32,6 +33,17 @@ def check_checkpoint_dir(field_name: str, path: str) -> None:
         )
 
 
+def max_positions(config: Any) -> int | None:
+    """The longest input (in tokens) a transformers config has position embeddings for; RoBERTa
+    and its kin number positions from pad_token_id + 1, so they take that many fewer."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int):
+        return None
+    if config.model_type in ("roberta", "xlm-roberta", "camembert"):
+        positions -= int(config.pad_token_id or 0) + 1
+    return positions
+
+
 class HfEncoder(nn.Module):
     """A transformers model returning the last hidden states, with its tokenizer attached.
 
@@ -46,6 +58,7 @@ class HfEncoder(nn.Module):
         self.tokenizer = tokenizer
         self.hidden_size = int(model.config.hidden_size)
         self.uses_token_types = int(getattr(model.config, "type_vocab_size", 0) or 0) > 1
+        self.max_length = max_positions(model.config)
         self.folder = folder
 
     def pretrained_pooler(self) -> dict[str, torch.Tensor] | None:
@@ -118,10 +131,13 @@ def dropout_overrides(model_config: Any, dropout: float, folder: Path) -> dict[s
 
 @dataclass(frozen=True)
 class HfConfig:
-    """Pretrained checkpoint folder (or 'minilm') and optional dropout override."""
+    """Pretrained checkpoint folder (or 'minilm') and optional dropout override. Weights are
+    read from safetensors only; ``allow_pickle`` also reads a ``pytorch_model.bin`` (a pickle:
+    loading it can run code, so only from a source you trust)."""
 
     path: str = path_field(MINILM, aliases=(MINILM,))
     dropout: float | None = None
+    allow_pickle: bool = False
 
     def __post_init__(self) -> None:
         check_checkpoint_dir("path", self.path)
@@ -135,15 +151,30 @@ def hf_encoder(config: HfConfig) -> HfEncoder:
 
     quiet_transformers()
     folder = checkpoint_dir(config.path)
-    model_config = AutoConfig.from_pretrained(str(folder))
-    if config.dropout is not None:
-        for key, value in dropout_overrides(model_config, config.dropout, folder).items():
-            setattr(model_config, key, value)
-    model = (
-        AutoModel.from_pretrained(str(folder), config=model_config, add_pooling_layer=False)
-        if model_config.model_type == "bert"
-        else AutoModel.from_pretrained(str(folder), config=model_config)
-    )
+    if not config.allow_pickle and not any(folder.glob("*.safetensors")):
+        pickles = ", ".join(sorted(p.name for p in folder.glob("*.bin"))) or "no weights file"
+        raise KdnluError(
+            f"encoder.path {folder} has no safetensors weights ({pickles}); kdnlu reads weights "
+            "from safetensors only, since a pickle such as pytorch_model.bin can run code when "
+            "loaded. Convert it to model.safetensors, or set encoder.allow_pickle: true if you "
+            "trust where it came from"
+        )
+    # with allow_pickle, None lets transformers take a .bin when there is no safetensors file
+    options: dict[str, Any] = {"use_safetensors": None if config.allow_pickle else True}
+    try:
+        model_config = AutoConfig.from_pretrained(str(folder))
+        if config.dropout is not None:
+            for key, value in dropout_overrides(model_config, config.dropout, folder).items():
+                setattr(model_config, key, value)
+        if model_config.model_type == "bert":
+            options["add_pooling_layer"] = False
+        model = AutoModel.from_pretrained(str(folder), config=model_config, **options)
+    except (OSError, ValueError, SafetensorError) as exc:
+        reason = " ".join(str(exc).split())
+        raise KdnluError(
+            f"encoder.path {folder}: cannot load this Hugging Face checkpoint (is its config.json "
+            f"valid JSON, are its weights complete?): {reason[:300]}"
+        ) from None
     return HfEncoder(model, load_tokenizer(config.path), folder)
 
 

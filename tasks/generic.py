@@ -199,7 +199,10 @@ def read_tsv_task_file(
         uid=config.id,
         header=config.header,
     )
-    return read_tsv_examples(path, layout, label_names, task, split in LABELLED_SPLITS, bad_rows)
+    labelled = split in LABELLED_SPLITS
+    return read_tsv_examples(
+        path, layout, label_names, task, labelled, bad_rows, config.output_range
+    )
 
 
 def _text_field(row: dict[str, Any], key: str) -> str:
@@ -227,7 +230,7 @@ def _jsonl_example(
         raise ValueError(f"expected a JSON object, found {type(row).__name__}")
     label = None
     if row.get(config.label) is not None:
-        label = parse_label(row[config.label], label_names, task)
+        label = parse_label(row[config.label], label_names, task, config.output_range)
     elif labelled:
         state = "null" if config.label in row else "missing"
         raise ValueError(f"field '{config.label}' (the label) is {state}")
