@@ -269,6 +269,7 @@ def _teach(args: argparse.Namespace) -> int:
         device=args.device,
         checkpoint=args.checkpoint,
         shard_rows=args.shard_rows,
+        keep_best=args.keep_best,
     )
     stores = teach(args.teachers, args.out, args.tasks, options, progress=not args.quiet)
     print(f"{len(stores)} logit store(s) under {args.out}:")
@@ -304,6 +305,13 @@ def teach_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", default="auto", choices=["auto", "best", "last"])
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--shard-rows", type=int, default=65536)
+    parser.add_argument(
+        "--keep-best",
+        type=int,
+        metavar="K",
+        help="per task, store only the K teachers with the best dev scores at their stored "
+        "checkpoints (e.g. train 6, keep 3, as MT-DNN-KD did)",
+    )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")

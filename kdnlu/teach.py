@@ -7,7 +7,9 @@ read exactly the same examples (checked by fingerprint) and give as many outputs
 
 from __future__ import annotations
 
+import json
 import logging
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +18,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from kdnlu.checkpoint import WEIGHTS
+from kdnlu.checkpoint import STATE, WEIGHTS
 from kdnlu.data import encode_examples
 from kdnlu.errors import KdnluError
-from kdnlu.evaluation import predict_outputs
+from kdnlu.evaluation import eval_name, predict_outputs
 from kdnlu.lock import lock_folder
+from kdnlu.metrics import task_average
 from kdnlu.nonfinite import nonfinite_weights
 from kdnlu.store import (
     LogitStore,
@@ -47,6 +50,7 @@ class TeachOptions:
     device: str = "auto"
     checkpoint: str = "auto"
     shard_rows: int = 65536
+    keep_best: int | None = None  # per task, only the teachers with the best dev scores
 
 
 def teacher_identity(run: TrainedRun) -> str:
@@ -112,6 +116,43 @@ def check_finite_weights(run: TrainedRun) -> None:
         )
 
 
+def teacher_dev_score(run: TrainedRun, key: str) -> float | None:
+    """A teacher's dev score on one task at the checkpoint it is stored from: the mean of the
+    task's metrics (over its evaluation splits), as that checkpoint recorded them."""
+    try:
+        dev = json.loads((run.checkpoint / STATE).read_text("utf-8")).get("dev") or {}
+    except (OSError, ValueError):
+        return None
+    task = run.tasks[key]
+    names = [eval_name(key, split, task) for split in task.eval_splits]
+    if not names or any(name not in dev for name in names):
+        return None
+    return statistics.mean(task_average({name: dev[name]}) for name in names)
+
+
+def best_teachers(runs: Sequence[TrainedRun], key: str, keep: int) -> list[int]:
+    """Indices of the ``keep`` teachers with the best dev scores on ``key`` (ties: the order
+    given), in the order given (the paper's selection: train several, keep the best)."""
+    if not 1 <= keep <= len(runs):
+        raise KdnluError(f"--keep-best {keep}: give a number from 1 to {len(runs)} (the teachers)")
+    scores = [teacher_dev_score(run, key) for run in runs]
+    missing = [str(run.run_dir) for run, score in zip(runs, scores, strict=True) if score is None]
+    if missing:
+        raise KdnluError(
+            f"--keep-best ranks teachers by their dev score on {key} at the checkpoint stored, "
+            f"but {', '.join(missing)} recorded none there (trained without evaluation?)"
+        )
+    ranked = sorted(range(len(runs)), key=lambda i: -scores[i])[:keep]  # sorted() is stable
+    chosen = sorted(ranked)
+    kept = ", ".join(f"{runs[i].run_dir.name} ({scores[i]:.2f})" for i in chosen)
+    dropped = ", ".join(
+        f"{runs[i].run_dir.name} ({scores[i]:.2f})" for i in range(len(runs)) if i not in chosen
+    )
+    log.info("%s: keeping the %d best teachers by dev score: %s; leaving out %s", key, keep, kept,
+             dropped)  # fmt: skip
+    return chosen
+
+
 def _read(run: TrainedRun, key: str, split: str) -> list[Example]:
     return run.tasks[key].read(split, on_bad_row=run.recipe.tasks[key].options.on_bad_row)
 
@@ -140,9 +181,16 @@ def teach(
         raise KdnluError("the same teacher checkpoint is given twice: " + ", ".join(identities))
     stores = []
     for key in keys:
+        chosen = range(len(runs))
+        if options.keep_best is not None:
+            chosen = best_teachers(runs, key, options.keep_best)
+        task_runs = [runs[i] for i in chosen]
+        task_identities = tuple(identities[i] for i in chosen)
         for split in teacher_splits(runs[0], key, options.splits):
             stores.append(
-                _teach_split(runs, identities, key, split, Path(out), options, device, progress)
+                _teach_split(
+                    task_runs, task_identities, key, split, Path(out), options, device, progress
+                )
             )
     return stores
 
