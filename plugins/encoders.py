@@ -12,7 +12,7 @@ from torch import nn
 
 from kdnlu.config import FieldError, check_fraction, path_field
 from kdnlu.errors import KdnluError
-from kdnlu.hf import MINILM, checkpoint_dir, load_tokenizer, quiet_transformers
+from kdnlu.hf import MINILM, checkpoint_dir, keep_layers, load_tokenizer, quiet_transformers
 from kdnlu.registry import ENCODERS
 
 
@@ -131,17 +131,29 @@ def dropout_overrides(model_config: Any, dropout: float, folder: Path) -> dict[s
 
 @dataclass(frozen=True)
 class HfConfig:
-    """Pretrained checkpoint folder (or 'minilm') and optional dropout override. Weights are
-    read from safetensors only; ``allow_pickle`` also reads a ``pytorch_model.bin`` (a pickle:
-    loading it can run code, so only from a source you trust)."""
+    """Pretrained checkpoint folder (or 'minilm'), optional dropout override, and optionally the
+    encoder layers to keep (``layers: [0, 2, 4]``: a shallower student from the checkpoint's own
+    layers). Weights are read from safetensors only; ``allow_pickle`` also reads a
+    ``pytorch_model.bin`` (a pickle: loading it can run code, so only from a source you trust)."""
 
     path: str = path_field(MINILM, aliases=(MINILM,))
     dropout: float | None = None
     allow_pickle: bool = False
+    # keep only these encoder layers of the checkpoint, in this order (e.g. [0, 2, 4] of 6):
+    # a shallower, faster student whose layers start from the checkpoint's own
+    layers: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         check_checkpoint_dir("path", self.path)
         check_fraction("dropout", self.dropout)
+        if self.layers is not None:
+            if not self.layers or len(set(self.layers)) != len(self.layers):
+                raise FieldError(
+                    "layers",
+                    f"must be distinct layer numbers, at least one, got {list(self.layers)}",
+                )
+            if min(self.layers) < 0:
+                raise FieldError("layers", f"layer numbers start at 0, got {list(self.layers)}")
 
 
 @ENCODERS.register("hf", config=HfConfig)
@@ -169,6 +181,8 @@ def hf_encoder(config: HfConfig) -> HfEncoder:
         if model_config.model_type == "bert":
             options["add_pooling_layer"] = False
         model = AutoModel.from_pretrained(str(folder), config=model_config, **options)
+        if config.layers is not None:
+            keep_layers(model, config.layers, "encoder.layers")
     except (OSError, ValueError, SafetensorError) as exc:
         reason = " ".join(str(exc).split())
         raise KdnluError(
