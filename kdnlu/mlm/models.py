@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from kdnlu.errors import KdnluError
+from kdnlu.hf import encoder_blocks, keep_layers
 from kdnlu.mlm.corpus import MaskedCorpus, remasked
 from kdnlu.rundir import atomic_write_text, staged_dir
 
@@ -107,12 +108,12 @@ def training_order(sentences: np.ndarray, steps: int, batch_size: int, seed: int
 
 
 def _blocks(model: nn.Module) -> nn.ModuleList:
-    blocks = getattr(getattr(model.base_model, "encoder", None), "layer", None)
-    if not isinstance(blocks, nn.ModuleList):
+    owner = encoder_blocks(model)
+    if owner is None:
         raise KdnluError(
             f"{type(model).__name__}: cannot find its encoder layers (base_model.encoder.layer)"
         )
-    return blocks
+    return owner.layer
 
 
 def fit_head(
@@ -184,33 +185,12 @@ def fit_head(
 
 def cut_student(teacher: MlmModel, layers: Sequence[int]) -> MlmModel:
     """A student with the teacher's embeddings, output head and the encoder layers ``layers``
-    (e.g. ``[0, 2, 4]`` of six), in that order."""
-    total = teacher.layers
+    (e.g. ``[0, 2, 4]`` of six), in that order; every weight a copy of the teacher's."""
     if not layers:
         raise KdnluError("a student needs at least one layer")
-    bad = [i for i in layers if not 0 <= i < total]
-    if bad:
-        raise KdnluError(f"student layers {bad} do not exist: the teacher has layers 0-{total - 1}")
-    model = teacher.model
-    _blocks(model)
-    config = copy.deepcopy(model.config)
-    config.num_hidden_layers = len(layers)
-    student = type(model)(config)
-    state = model.state_dict()
-    prefix = next(k for k in state if ".encoder.layer." in k).split(".encoder.layer.")[0]
-    renamed = {}
-    for key, value in state.items():
-        marker = f"{prefix}.encoder.layer."
-        if key.startswith(marker):
-            index, rest = key[len(marker) :].split(".", 1)
-            if int(index) not in layers:
-                continue
-            key = f"{marker}{list(layers).index(int(index))}.{rest}"
-        renamed[key] = value.clone()
-    missing, unexpected = student.load_state_dict(renamed, strict=False)
-    missing = [k for k in missing if not k.endswith("decoder.weight")]
-    if missing or unexpected:
-        raise KdnluError(f"cutting the student failed: missing {missing}, unexpected {unexpected}")
+    student = copy.deepcopy(teacher.model)
+    keep_layers(student, layers, "student")
+    student.requires_grad_(True)
     student.tie_weights()
     return MlmModel(student, teacher.tokenizer, teacher.head_trained, teacher.source)
 
