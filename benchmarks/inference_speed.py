@@ -1,0 +1,94 @@
+"""Inference speed of students cut from a checkpoint's layers against the full checkpoint,
+measured side by side in one run: dev examples per second at batch 64, and parameters.
+
+    python benchmarks/inference_speed.py [--encoder minilm] [--students 0,2,4 0,5]
+        [--tasks rte mrpc] [--rounds 3] [--threads 1]
+
+Every model gets the same dev rows of the tasks (kdnlu's GLUE reader, ``--max-length`` tokens,
+through ``kdnlu.evaluation.predict_outputs``, the path ``kdnlu predict`` takes); the models are
+timed in turn, round after round, and each model's median round is reported with its speed
+relative to the full checkpoint. GLUE comes from the data-location rule, else the sample in
+tests/fixtures/glue stands in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from kdnlu.build import build_model, encode_split
+from kdnlu.datadir import glue_dir
+from kdnlu.evaluation import predict_outputs
+from kdnlu.recipe import load_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def recipe_text(encoder: str, layers: str | None, tasks: list[str], data_root: str, length: int):
+    keep = f", layers: [{layers}]" if layers else ""
+    entries = "\n".join(f"  {t}: {{max_length: {length}}}" for t in tasks)
+    return (
+        f"name: speed\ndata_root: {data_root}\nencoder: {{name: hf, path: {encoder}{keep}}}\n"
+        f"tasks:\n{entries}\ntrain: {{device: cpu, token_cache: false}}\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--encoder", default="minilm")
+    parser.add_argument("--students", nargs="+", default=["0,2,4", "0,5"], help="layer lists")
+    parser.add_argument("--tasks", nargs="+", default=["rte", "mrpc"])
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    data_root = str(Path(args.data_root).resolve()) if args.data_root else None
+    if data_root is None:
+        found = glue_dir().path
+        data_root = str(found if (found / "RTE").is_dir() else REPO / "tests" / "fixtures" / "glue")
+    device = torch.device("cpu")
+    models, splits = {}, {}
+    scratch = Path(tempfile.mkdtemp(prefix="kdnlu-speed-"))
+    for i, layers in enumerate([None, *args.students]):
+        name = "full" if layers is None else f"layers {layers}"
+        path = scratch / f"model{i}.yaml"
+        path.write_text(recipe_text(args.encoder, layers, args.tasks, data_root, args.max_length))
+        recipe = load_recipe(path)
+        tasks = recipe.build_tasks()
+        model = build_model(recipe, tasks).eval()
+        models[name] = (model, tasks)
+        if not splits:
+            tokenizer = model.encoder.tokenizer
+            for key, task in tasks.items():
+                splits[key] = encode_split(recipe, tasks, tokenizer, task.eval_splits[0], key)
+    rows = sum(len(s) for s in splits.values())
+    seconds: dict[str, list[float]] = {name: [] for name in models}
+    with torch.inference_mode():
+        for _ in range(args.rounds + 1):  # the first round warms up and is not counted
+            for name, (model, tasks) in models.items():
+                start = time.perf_counter()
+                for key, split in splits.items():
+                    predict_outputs(model, key, tasks[key], split, args.batch_size, device)
+                seconds[name].append(time.perf_counter() - start)
+    full = statistics.median(seconds["full"][1:])
+    print(f"dev rows: {rows} ({', '.join(args.tasks)}), batch {args.batch_size}, "
+          f"{args.threads} thread(s), median of {args.rounds} rounds")  # fmt: skip
+    print("| model | encoder layers | parameters | examples/s | vs full |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, (model, _) in models.items():
+        took = statistics.median(seconds[name][1:])
+        depth = len(model.encoder.model.encoder.layer)
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        print(f"| {name} | {depth} | {params:.1f} M | {rows / took:.1f} | {full / took:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
