@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from kdnlu.datadir import glue_dir
@@ -290,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(pending)} of {len(jobs)} runs to do, {args.jobs} at a time", flush=True)
     results = [r for r in done if r["run"] in {run_name(j) for j in jobs} and "error" not in r]
     with ThreadPoolExecutor(args.jobs) as pool, open(done_file, "a") as log:
-        for result in pool.map(lambda job: launch(job, out / "logs"), pending):
+        futures = [pool.submit(launch, job, out / "logs") for job in pending]
+        for future in as_completed(futures):  # recorded as each finishes, whatever the order
+            result = future.result()
             print(f"  {result['run']}: {result.get('dev', result.get('error'))}", flush=True)
             log.write(json.dumps(result) + "\n")
             log.flush()
