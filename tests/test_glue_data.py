@@ -16,7 +16,7 @@ import pytest
 
 from conftest import FULL_GLUE, GLUE_SAMPLE, REPO, run_python
 from kdnlu import cli
-from kdnlu.errors import DataError
+from kdnlu.errors import DataError, KdnluError
 from kdnlu.glue_data import manifest
 from kdnlu.glue_data.fetch import Origin, fetch_task
 from kdnlu.glue_data.manifest import MRPC_SOURCES, FileCheck, TaskFiles, zipped
@@ -328,6 +328,23 @@ def test_the_default_destination_is_the_data_location_rule(
         f"{GLUE_SAMPLE}:"
     )
     assert same_files(tmp_path / "kd" / "glue" / "RTE", GLUE_SAMPLE / "RTE")
+
+
+def test_a_second_fetch_into_the_same_folder_is_refused(tmp_path: Path) -> None:
+    import os
+
+    from kdnlu.glue_data.fetch import fetch_glue
+    from kdnlu.lock import lock_folder
+
+    to = tmp_path / "glue"
+    with lock_folder(to, "GLUE folder"), pytest.raises(KdnluError) as err:
+        fetch_glue([RTE], to, Origin(str(GLUE_SAMPLE)), report=lambda line: None)
+    assert str(err.value) == (
+        f"{to} is being written by another process (pid {os.getpid()}); a GLUE folder has one "
+        "writer at a time. Wait for that process to end (or stop it), then run this again"
+    )
+    assert fetch_glue([RTE], to, Origin(str(GLUE_SAMPLE)), report=lambda line: None) == []
+    assert leftovers(to) == []
 
 
 def test_unknown_task_and_bad_origin_are_clear_errors(

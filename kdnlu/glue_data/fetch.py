@@ -25,6 +25,7 @@ from kdnlu.errors import DataError
 from kdnlu.glue_data.manifest import OFFICIAL_URLS, Source, TaskFiles
 from kdnlu.glue_data.mrpc import build_mrpc
 from kdnlu.glue_data.verify import check_task
+from kdnlu.lock import lock_folder
 from kdnlu.rundir import recover_swap, staged_dir
 
 log = logging.getLogger("kdnlu.data")
@@ -233,15 +234,16 @@ def fetch_glue(
     force: bool = False,
     report: Callable[[str], None] = print,
 ) -> list[str]:
-    """Fetch every task (one failing does not stop the others); returns the failures' messages."""
-    to.mkdir(parents=True, exist_ok=True)
+    """Fetch every task (one failing does not stop the others); returns the failures' messages.
+    The folder has one writer at a time: a second ``kdnlu data glue`` on it is refused."""
     failures = []
-    for task in tasks:
-        try:
-            outcome, detail = fetch_task(task, to, origin, force)
-        except DataError as exc:
-            failures.append(str(exc))
-            report(f"  {task.folder:<6} failed: {exc}")
-            continue
-        report(f"  {task.folder:<6} {outcome}: {detail}")
+    with lock_folder(to, "GLUE folder"):
+        for task in tasks:
+            try:
+                outcome, detail = fetch_task(task, to, origin, force)
+            except DataError as exc:
+                failures.append(str(exc))
+                report(f"  {task.folder:<6} failed: {exc}")
+                continue
+            report(f"  {task.folder:<6} {outcome}: {detail}")
     return failures
