@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kdnlu.kernels.torch_backend import SoftTarget
+from kdnlu.kernels.torch_backend import SoftTarget, _reduce, _row_scale, _valid_rows
 
 KIND_PROBS, KIND_LOGITS, KIND_TOPK = 0, 1, 2
 
@@ -44,29 +44,17 @@ def _teacher_lse_kernel(t_ptr, stride_tn, stride_tm, lse_ptr, V, inv_temp, BLOCK
 
 @triton.jit
 def _target_block(
-    p_ptr,
-    stride_p,
-    t_ptr,
-    stride_tn,
-    stride_tm,
-    tlse_ptr,
-    n_teachers,
-    row,
-    offs,
-    mask,
-    inv_temp,
-    KIND: tl.constexpr,
+    p_row, t_row, stride_tm, tlse_row, n_teachers, offs, mask, inv_temp, KIND: tl.constexpr
 ):
-    """The teacher probabilities of one block of the row (0 outside the row, and for top-k)."""
+    """The teacher probabilities of one block of a row (0 outside the row, and for top-k), from
+    the row's pointers into the targets: probabilities, teacher logits and their log-sum-exps."""
     if KIND == 0:
-        p = tl.load(p_ptr + row.to(tl.int64) * stride_p + offs, mask=mask, other=0.0)
-        p = p.to(tl.float32)
+        p = tl.load(p_row + offs, mask=mask, other=0.0).to(tl.float32)
     elif KIND == 1:
         p = tl.zeros(offs.shape, dtype=tl.float32)
-        base = t_ptr + row.to(tl.int64) * stride_tn
         for m in range(n_teachers):
-            lse = tl.load(tlse_ptr + row * n_teachers + m)
-            t = tl.load(base + m * stride_tm + offs, mask=mask, other=-float("inf"))
+            lse = tl.load(tlse_row + m)
+            t = tl.load(t_row + m * stride_tm + offs, mask=mask, other=-float("inf"))
             p += tl.exp(t.to(tl.float32) * inv_temp - lse)
         p = p / n_teachers
     else:
@@ -105,6 +93,9 @@ def _soft_ce_kernel(
 ):
     row = tl.program_id(0)
     z_row = z_ptr + row.to(tl.int64) * stride_z
+    p_row = p_ptr + row.to(tl.int64) * stride_p
+    t_row = t_ptr + row.to(tl.int64) * stride_tn
+    tlse_row = tlse_ptr + row * n_teachers
     y = -1
     if HAS_Y:
         y = tl.load(y_ptr + row).to(tl.int32)
@@ -128,20 +119,7 @@ def _soft_ce_kernel(
             sum_1 = sum_1 * tl.exp(max_1 - new_max1) + tl.sum(tl.exp(z - new_max1), 0)
             max_1 = new_max1
             z_y += tl.sum(tl.where(offs == y, z, 0.0), 0)
-        p = _target_block(
-            p_ptr,
-            stride_p,
-            t_ptr,
-            stride_tn,
-            stride_tm,
-            tlse_ptr,
-            n_teachers,
-            row,
-            offs,
-            mask,
-            inv_temp,
-            KIND,
-        )
+        p = _target_block(p_row, t_row, stride_tm, tlse_row, n_teachers, offs, mask, inv_temp, KIND)
         dot += tl.sum(tl.where(mask, p * zt, 0.0), 0)
         p_sum += tl.sum(p, 0)
     if KIND == 2:
@@ -165,18 +143,7 @@ def _soft_ce_kernel(
             mask = offs < V
             z = tl.load(z_row + offs, mask=mask, other=0.0).to(tl.float32)
             p = _target_block(
-                p_ptr,
-                stride_p,
-                t_ptr,
-                stride_tn,
-                stride_tm,
-                tlse_ptr,
-                n_teachers,
-                row,
-                offs,
-                mask,
-                inv_temp,
-                KIND,
+                p_row, t_row, stride_tm, tlse_row, n_teachers, offs, mask, inv_temp, KIND
             )
             g = (1.0 - alpha) * temp * (p_sum * tl.exp(z * inv_temp - lse_t) - p)
             if HARD:
@@ -201,16 +168,9 @@ class _TritonSoftCrossEntropy(torch.autograd.Function):
         z = logits.contiguous()
         n, v = z.shape
         device = z.device
-        valid = (
-            torch.ones(n, dtype=torch.bool, device=device)
-            if hard_labels is None
-            else hard_labels != ignore_index
-        )
-        n_valid = valid.sum().clamp(min=1)
-        if reduction == "mean":
-            scale = (1.0 / n_valid.float()).expand(n).contiguous()
-        else:
-            scale = torch.ones(n, dtype=torch.float32, device=device)
+        valid = _valid_rows(n, hard_labels, ignore_index, device)
+        # each row's share of the reduced loss (0 for ignored rows), as the torch backend's
+        scale = _row_scale(torch.ones(n, device=device), valid, reduction).contiguous()
         losses = torch.empty(n, dtype=torch.float32, device=device)
         write_grad = logits.requires_grad
         grad = torch.empty_like(z) if write_grad else z.new_empty((1, 1))
@@ -245,16 +205,13 @@ class _TritonSoftCrossEntropy(torch.autograd.Function):
         )  # fmt: skip
         if write_grad and kind == "topk":
             ids, probs = target_tensors
-            row_scale = torch.where(valid, scale, torch.zeros_like(scale))
-            delta = -(1 - alpha) * temperature * probs.float() * row_scale[:, None]
+            delta = -(1 - alpha) * temperature * probs.float() * scale[:, None]
             grad.scatter_add_(1, ids.long(), delta.to(grad.dtype))
         ctx.reduction = reduction
         ctx.n_targets = len(target_tensors)
         ctx.used = False
         ctx.save_for_backward(grad)
-        if reduction == "none":
-            return losses
-        return losses.sum() / n_valid if reduction == "mean" else losses.sum()
+        return _reduce(losses, valid, reduction)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
