@@ -216,8 +216,16 @@ def launch(job: dict, log_dir: Path) -> dict:
     log.write_text(proc.stdout + proc.stderr)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
-        return {"run": run_name(job), "error": f"exit {proc.returncode}; see {log}"}
-    return {"run": run_name(job), **json.loads(lines[-1])}
+        return {"run": run_name(job), "job": job, "error": f"exit {proc.returncode}; see {log}"}
+    return {"run": run_name(job), "job": job, **json.loads(lines[-1])}
+
+
+def split_finished(jobs: list[dict], done: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The finished results that belong to ``jobs`` and the jobs still to run: a finished run
+    counts only for the very settings it ran with (another budget or checkpoint runs again)."""
+    results = [r for r in done if "error" not in r and r.get("job") in jobs]
+    finished = [r["job"] for r in results]
+    return results, [job for job in jobs if job not in finished]
 
 
 def mean_std(values: list[float]) -> str:
@@ -285,10 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     done_file = out / "runs.jsonl"
     done = [json.loads(x) for x in done_file.read_text().splitlines()] if done_file.exists() else []
-    finished = {r["run"] for r in done if "error" not in r}
-    pending = [job for job in jobs if run_name(job) not in finished]
+    results, pending = split_finished(jobs, done)
     print(f"{len(pending)} of {len(jobs)} runs to do, {args.jobs} at a time", flush=True)
-    results = [r for r in done if r["run"] in {run_name(j) for j in jobs} and "error" not in r]
     with ThreadPoolExecutor(args.jobs) as pool, open(done_file, "a") as log:
         futures = [pool.submit(launch, job, out / "logs") for job in pending]
         for future in as_completed(futures):  # recorded as each finishes, whatever the order
