@@ -57,11 +57,6 @@ def test_both_sides_train_and_are_reported(tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     assert script.main(args) == 0
     assert capsys.readouterr().out.startswith("0 of 2 runs to do")
-    other = [
-        *args[: args.index("--max-steps")],
-        "--max-steps",
-        "1",
-        *args[args.index("--max-steps") + 2 :],
-    ]
-    assert script.main([*other, "--poolings", "mean"]) == 0
-    assert capsys.readouterr().out.startswith("2 of 2 runs to do")  # other settings: run again
+    other_budget = [{**r["job"], "max_steps": 1} for r in runs]
+    assert script.split_finished(other_budget, runs) == ([], other_budget)
+    assert script.split_finished([runs[0]["job"]], runs) == ([runs[0]], [])
