@@ -45,7 +45,7 @@ def one_score_per_row(logits: torch.Tensor, labels: torch.Tensor, loss: str) -> 
 
 @dataclass(frozen=True)
 class CrossEntropyConfig:
-    """Optional label smoothing."""
+    """Optional label smoothing (of the row-level and the token-level cross-entropy)."""
 
     label_smoothing: float = 0.0
 
@@ -63,18 +63,8 @@ def cross_entropy(config: CrossEntropyConfig) -> Loss:
     return Loss("class", cross_entropy_loss)
 
 
-@dataclass(frozen=True)
-class TokenCrossEntropyConfig:
-    """Optional label smoothing."""
-
-    label_smoothing: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_fraction("label_smoothing", self.label_smoothing)
-
-
-@LOSSES.register("token_cross_entropy", config=TokenCrossEntropyConfig)
-def token_cross_entropy(config: TokenCrossEntropyConfig) -> Loss:
+@LOSSES.register("token_cross_entropy", config=CrossEntropyConfig)
+def token_cross_entropy(config: CrossEntropyConfig) -> Loss:
     """Cross-entropy per token (mean over labelled tokens), for token heads; tokens labelled
     with a negative number (padding, later sub-words, hidden tags) are ignored."""
 
