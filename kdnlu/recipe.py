@@ -263,20 +263,22 @@ def _apply_override(
         locations[parts[:end]] = where
 
 
+def _as_mapping(raw: Any, path: KeyPath, ctx: Context, expected: str) -> dict[str, Any]:
+    """A component's or task's entry as a fresh mapping: ``name`` alone may be written as the
+    name, an empty entry is ``{}``; anything else is an error saying what was ``expected``."""
+    if isinstance(raw, str):
+        return {"name": raw}
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ctx.error(path, f"{format_key_path(path)}: {expected}, got {raw!r}")
+    return dict(raw)
+
+
 def _component(
     registry: Registry, raw: Any, path: KeyPath, ctx: Context, default_name: str | None
 ) -> ComponentSpec:
-    if isinstance(raw, str):
-        raw = {"name": raw}
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ctx.error(
-            path,
-            f"{format_key_path(path)}: expected a {registry.kind} name or a "
-            f"mapping with 'name', got {raw!r}",
-        )
-    raw = dict(raw)
+    raw = _as_mapping(raw, path, ctx, f"expected a {registry.kind} name or a mapping with 'name'")
     name = raw.pop("name", default_name)
     if name is None:
         raise ctx.error(
@@ -293,13 +295,7 @@ def _task(
     key: str, raw: Any, data_root: DataRoot, ctx: Context, check_files: bool = True
 ) -> TaskSpec | None:
     path: KeyPath = ("tasks", key)
-    if isinstance(raw, str):
-        raw = {"name": raw}
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ctx.error(path, f"tasks.{key}: expected a mapping, got {raw!r}")
-    raw = dict(raw)
+    raw = _as_mapping(raw, path, ctx, "expected a mapping")
     name = coerce(str, raw.pop("name", key), (*path, "name"), ctx)
     entry = lookup(TASKS, name, (*path, "name"), ctx)
     head_raw, loss_raw = raw.pop("head", None), raw.pop("loss", None)
