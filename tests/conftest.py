@@ -77,6 +77,25 @@ train: {{lr: 1.0e-3, batch_size: 16, epochs: 1, device: cpu}}
 """
 
 
+def tiny_bert_checkpoint(folder: Path, layers: int = 1) -> Path:
+    """A small random BERT saved in Hugging Face format, with the bundled MiniLM's real vocabulary
+    (a local checkpoint folder, as a user's would be)."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from kdnlu.hf import bundled_minilm_path
+
+    tokenizer = AutoTokenizer.from_pretrained(str(bundled_minilm_path()))
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def run_python(
     args: list[str], cwd: Path, extra_path: tuple[Path, ...] = (), **env: str
 ) -> subprocess.CompletedProcess:

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY_RECIPE, write
+from conftest import TINY_RECIPE, tiny_bert_checkpoint, write
 from kdnlu.cli import main
 from kdnlu.errors import KdnluError, RecipeError
-from kdnlu.hf import bundled_minilm_path
 from kdnlu.recipe import load_recipe
 from kdnlu.registry import ENCODERS
 from kdnlu.trained import load_trained
@@ -23,18 +22,7 @@ TINY = "encoder: {name: tiny, layers: 1, hidden_size: 32, heads: 2, intermediate
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random 4-layer BERT checkpoint with the real vocabulary."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("bert4")
-    tokenizer = AutoTokenizer.from_pretrained(str(bundled_minilm_path()))
-    config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return tiny_bert_checkpoint(tmp_path_factory.mktemp("bert4"), layers=4)
 
 
 def build(checkpoint: Path, layers):

@@ -8,10 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from conftest import GLUE_SAMPLE, REPO
-from kdnlu.hf import bundled_minilm_path
+from conftest import GLUE_SAMPLE, REPO, tiny_bert_checkpoint
 
 pytest.importorskip("accelerate", reason="transformers' Trainer needs accelerate (test extra)")
 
@@ -23,23 +21,9 @@ def load_script():
     return module
 
 
-def tiny_checkpoint(folder: Path) -> Path:
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    tokenizer = AutoTokenizer.from_pretrained(str(bundled_minilm_path()))
-    config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def test_both_sides_train_and_are_reported(tmp_path: Path, capsys) -> None:
     script = load_script()
-    checkpoint = tiny_checkpoint(tmp_path / "tiny")
+    checkpoint = tiny_bert_checkpoint(tmp_path / "tiny")
     args = [
         "--tasks", "rte", "--seeds", "1", "--poolings", "mean", "--train-rows", "32",
         "--max-steps", "2", "--batch-size", "8", "--max-length", "32", "--encoder",
