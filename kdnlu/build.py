@@ -14,6 +14,7 @@ from kdnlu.data import EncodedSplit, encode_examples, ranking_groups
 from kdnlu.errors import DataError, KdnluError
 from kdnlu.evaluation import eval_name
 from kdnlu.loss import Decoder, Loss
+from kdnlu.metrics import greater_is_better
 from kdnlu.model import MultiTaskModel
 from kdnlu.recipe import Recipe
 from kdnlu.registry import ENCODERS, HEADS, LOSSES
@@ -97,14 +98,21 @@ def encode_eval_splits(
 
 
 def check_best_metric(metric: str, tasks: dict[str, Task]) -> None:
-    if metric == "average":
-        return
+    """``train.best_metric`` must name a score the evaluations will have."""
     names = [
         f"{eval_name(key, split, task)}.{m}"
         for key, task in tasks.items()
         for split in task.eval_splits
         for m in task.metrics
     ]
+    if metric == "average":
+        if names and not any(greater_is_better(n.rpartition(".")[2]) for n in names):
+            raise KdnluError(
+                "train.best_metric is 'average', but every metric of the evaluated tasks is "
+                "lower-is-better and the average takes higher-is-better metrics only; name one "
+                "instead, e.g. train.best_metric: " + names[0]
+            )
+        return
     if metric not in names:
         raise KdnluError(
             f"train.best_metric '{metric}' names no evaluation; choose 'average' or one of: "

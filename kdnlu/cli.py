@@ -93,7 +93,8 @@ def list_components(kinds: Sequence[str]) -> str:
             out.extend(format_fields(TaskOptions, "      "))
         for entry in registry:
             out.append(f"  {entry.name}  -  {entry.description}  [{entry.module}]")
-            out.extend(format_fields(entry.config, "      ") or ["      (no options)"])
+            facts = [f"      {key}: {value!r}" for key, value in entry.facts.items()]
+            out.extend(facts or format_fields(entry.config, "      ") or ["      (no options)"])
         out.append("")
     return "\n".join(out)
 

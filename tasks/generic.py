@@ -22,8 +22,8 @@ from typing import Any
 
 from kdnlu.config import FieldError, path_field
 from kdnlu.errors import DataError
-from kdnlu.metrics import CLASSIFICATION_METRICS, METRICS, REGRESSION_METRICS
-from kdnlu.registry import TASKS
+from kdnlu.metrics import metrics_for, unknown_metric_message
+from kdnlu.registry import METRICS, TASKS
 from kdnlu.task import BadRows, Example, Task, parse_label
 from kdnlu.tsv import TsvLayout, read_tsv_examples, read_utf8
 
@@ -54,19 +54,15 @@ class GenericTaskConfig:
     submission: str | None = None
 
     def __post_init__(self) -> None:
+        kind = "regression" if self.regression else "classification"
+        target = "score" if self.regression else "class"
         for name in self.metrics:
             if name not in METRICS:
-                raise FieldError(
-                    "metrics", f"unknown metric '{name}'; known metrics: {', '.join(METRICS)}"
-                )
-        wrong_kind = CLASSIFICATION_METRICS if self.regression else REGRESSION_METRICS
-        for name in self.metrics:
-            if name in wrong_kind:
-                kind = "regression" if self.regression else "classification"
-                fits = REGRESSION_METRICS if self.regression else CLASSIFICATION_METRICS
+                raise FieldError("metrics", unknown_metric_message(name))
+            if target not in METRICS.get(name).facts["targets"]:
                 raise FieldError(
                     "metrics",
-                    f"'{name}' does not fit a {kind} task; use {', '.join(fits)}",
+                    f"'{name}' does not fit a {kind} task; use {', '.join(metrics_for(target))}",
                 )
         if self.regression and self.labels:
             raise FieldError(
@@ -165,7 +161,7 @@ def build_generic_task(
         )
     files = split_files(config, suffix, name)
     regression = config.regression
-    metrics = config.metrics or (REGRESSION_METRICS if regression else ("accuracy",))
+    metrics = config.metrics or (("pearson", "spearman") if regression else ("accuracy",))
     output_range = config.output_range
     return Task(
         name=name,

@@ -69,3 +69,12 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 def test_dry_run_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert train_main([str(RECIPES / "tiny.yaml"), "--dry-run"]) == 0
     assert capsys.readouterr().out.startswith("recipe 'tiny' is valid\n")
+
+
+def test_list_metrics_shows_their_direction(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "metrics"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("metrics:\n  accuracy  -  Percentage of predictions equal to the gold")
+    assert "  mae  -  Mean absolute error of scores" in out
+    mae = out.split("  mae  -  ", 1)[1].splitlines()
+    assert mae[1:3] == ["      greater_is_better: False", "      targets: ('score',)"]

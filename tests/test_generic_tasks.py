@@ -237,12 +237,13 @@ def test_from_a_recipe_with_relative_paths_and_skip(tmp_path: Path) -> None:
         (
             "    name: tsv\n    data: pairs\n    labels: [a, b]\n    metrics: [accuracy, bleu]\n",
             "{path}:7: tasks.pairs.metrics: unknown metric 'bleu'; known metrics: accuracy, f1, "
-            "mcc, pearson, spearman",
+            "mae, mcc, pearson, span_f1, spearman, token_accuracy (`kdnlu list metrics` shows "
+            "every metric)",
         ),
         (
             "    name: tsv\n    data: pairs\n    regression: true\n    metrics: [accuracy]\n",
             "{path}:7: tasks.pairs.metrics: 'accuracy' does not fit a regression task; use "
-            "pearson, spearman",
+            "mae, pearson, spearman",
         ),
         (
             "    name: tsv\n    data: pairs\n    labels: [a, b, c]\n    metrics: [f1]\n",
