@@ -16,6 +16,7 @@ from kdnlu.evaluation import eval_name
 from kdnlu.loss import Decoder, Loss
 from kdnlu.metrics import greater_is_better
 from kdnlu.model import MultiTaskModel
+from kdnlu.plugin_code import about_task
 from kdnlu.recipe import Recipe
 from kdnlu.registry import ENCODERS, HEADS, LOSSES
 from kdnlu.task import Task
@@ -66,7 +67,8 @@ def encode_split(
     max_length = spec.options.max_length
 
     def build() -> EncodedSplit:
-        examples = task.read(split, on_bad_row=spec.options.on_bad_row)
+        with about_task(key, recipe.source):
+            examples = task.read(split, on_bad_row=spec.options.on_bad_row)
         return encode_examples(key, tokenizer, examples, max_length)
 
     if not recipe.train.token_cache:

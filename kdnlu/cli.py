@@ -100,28 +100,10 @@ def list_components(kinds: Sequence[str]) -> str:
 
 
 def dry_build(recipe: Recipe) -> str:
-    """Build tasks, read their data and build the model without training; describe the result."""
-    from kdnlu.build import build_model
+    """``kdnlu check``: see ``kdnlu.check.dry_build`` (imported on use: it needs torch)."""
+    from kdnlu.check import dry_build as check_recipe
 
-    tasks = recipe.build_tasks()
-    lines = [f"recipe '{recipe.name}' is valid"]
-    if recipe.data_root is not None:
-        lines.append(f"  data_root: {recipe.data_root} (from {recipe.data_root_source})")
-    for key, spec in recipe.tasks.items():
-        task = tasks[key]
-        policy = spec.options.on_bad_row
-        train = len(task.read("train", spec.options.train_rows, policy))
-        sample = spec.options.train_sample
-        trained = f"{sample} of {train}" if sample is not None and sample < train else str(train)
-        dev = sum(len(task.read(s, spec.options.eval_rows, policy)) for s in task.eval_splits)
-        lines.append(
-            f"  {key}: {trained} train / {dev} dev rows, head {spec.head.name}, "
-            f"loss {spec.loss.name}, metrics {', '.join(task.metrics)}"
-        )
-    model = build_model(recipe, tasks)
-    params = sum(p.numel() for p in model.parameters())
-    lines.append(f"  model: encoder {recipe.encoder.name}, {params / 1e6:.2f} M parameters")
-    return "\n".join(lines)
+    return check_recipe(recipe)
 
 
 def format_summary(result: object) -> str:

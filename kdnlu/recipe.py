@@ -22,8 +22,14 @@ from kdnlu.config import (
     unknown_key_error,
 )
 from kdnlu.datadir import GET_GLUE_HINT, glue_dir
-from kdnlu.errors import KdnluError, RecipeError
-from kdnlu.recipe_checks import check_distill, check_loss_fits, lookup
+from kdnlu.errors import RecipeError
+from kdnlu.recipe_checks import (
+    build_task,
+    check_distill,
+    check_loss_fits,
+    check_task_metrics,
+    lookup,
+)
 from kdnlu.registry import ENCODERS, HEADS, LOSSES, SAMPLERS, TASKS, Registry
 from kdnlu.schema import DistillConfig, RecipeHeader, TaskOptions, TrainConfig
 from kdnlu.task import Task
@@ -306,10 +312,7 @@ def _task(
     config = build_dataclass(
         entry.config, {k: v for k, v in raw.items() if k in plugin_keys}, path, ctx
     )
-    try:
-        task = entry.build(config, data_root=data_root.path)
-    except KdnluError as exc:
-        raise ctx.error(path, f"tasks.{key}: {exc}") from None
+    task = build_task(key, entry, config, data_root.path, ctx)
     if check_files and "train" not in task.files:
         reason = getattr(task, "absent_splits", {}).get("train", "")
         if options.optional:
@@ -330,6 +333,7 @@ def _task(
     head = _component(HEADS, head_raw, (*path, "head"), ctx, task.default_head)
     loss = _component(LOSSES, loss_raw, (*path, "loss"), ctx, task.default_loss)
     check_loss_fits(key, task, loss, ctx)
+    check_task_metrics(key, task, entry, ctx)
     return TaskSpec(name=name, config=config, head=head, loss=loss, options=options)
 
 

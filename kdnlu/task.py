@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from kdnlu.errors import DataError
+from kdnlu.errors import DataError, KdnluError, PluginError
 
 log = logging.getLogger("kdnlu.data")
 
@@ -158,6 +158,13 @@ class Task:
     description: str = field(default="", compare=False)
 
     @property
+    def label_kind(self) -> Literal["class", "score", "token"]:
+        """What its labels are: class indices, regression scores, or one tag per word."""
+        if self.level == "token":
+            return "token"
+        return "score" if self.label_names is None else "class"
+
+    @property
     def num_outputs(self) -> int:
         """Width of the head's output: the number of classes, or 1 for regression."""
         return 1 if self.label_names is None else len(self.label_names)
@@ -197,16 +204,14 @@ class Task:
         if not path.is_file():
             raise DataError(f"task '{self.name}': data file {path} does not exist")
         bad_rows = BadRows(path, on_bad_row)
-        if takes_bad_rows(self.reader):
-            examples = self.reader(path, split, bad_rows=bad_rows)
-        elif on_bad_row == "error":
-            examples = self.reader(path, split)
-        else:
+        if not takes_bad_rows(self.reader) and on_bad_row != "error":
             raise DataError(
                 f"task '{self.name}': its reader cannot skip bad rows (it takes no bad_rows "
                 "argument); use on_bad_row: error, or update the task plugin"
             )
+        examples = self._run_reader(path, split, bad_rows)
         bad_rows.warn()
+        check_examples(self, examples, path, split == "train" or split in self.eval_splits)
         if not examples:
             rows = "row" if bad_rows.count == 1 else "rows"
             skipped = f", after skipping {bad_rows.count} bad {rows}" if bad_rows.count else ""
@@ -214,3 +219,99 @@ class Task:
                 f"task '{self.name}': {path} has no rows ({split} split is empty{skipped})"
             )
         return examples
+
+    def _run_reader(self, path: Path, split: str, bad_rows: BadRows) -> list[Example]:
+        """The reader's rows; an exception inside it names the reader's file and line."""
+        from kdnlu.plugin_code import failure
+
+        try:
+            if takes_bad_rows(self.reader):
+                examples = self.reader(path, split, bad_rows=bad_rows)
+            else:
+                examples = self.reader(path, split)
+        except KdnluError:
+            raise
+        except Exception as exc:  # plugin code: say whose and where
+            what = f"task '{self.name}': reading {path} ({reader_name(self.reader)})"
+            raise PluginError(failure(what, exc, _source_file(self.reader))) from exc
+        if not isinstance(examples, list):
+            raise PluginError(
+                f"task '{self.name}': its reader ({reader_name(self.reader)}) returned "
+                f"{type(examples).__name__} for {path}, not a list of kdnlu.task.Example"
+            )
+        return examples
+
+
+def reader_name(reader: Reader) -> str:
+    """``function at file:line`` of a reader (through ``functools.partial``)."""
+    from kdnlu.registry import source_of
+
+    function = getattr(reader, "func", reader)
+    return f"{getattr(function, '__qualname__', repr(function))} at {source_of(reader)}"
+
+
+def _source_file(reader: Reader) -> str | None:
+    from kdnlu.registry import source_of
+
+    return source_of(reader).rpartition(":")[0] or None
+
+
+def _label_problem(task: Task, label: object, labelled: bool) -> str | None:
+    """Why ``label`` cannot be a label of ``task`` (None when it can)."""
+    if label is None:
+        return "has no label (None) in a split that trains or is scored" if labelled else None
+    kind = task.label_kind
+    if kind == "class":
+        assert task.label_names is not None
+        if isinstance(label, bool) or not isinstance(label, int):
+            return (
+                f"has the label {label!r} ({type(label).__name__}), but a classification "
+                f"task's labels are class indices 0..{len(task.label_names) - 1}; turn label "
+                "strings into indices with kdnlu.task.parse_label"
+            )
+        if not 0 <= label < len(task.label_names):
+            return f"has the class index {label}, outside 0..{len(task.label_names) - 1}"
+        return None
+    if kind == "score":
+        if isinstance(label, bool) or not isinstance(label, (int, float)):
+            return (
+                f"has the label {label!r} ({type(label).__name__}), but a regression task's "
+                "labels are numbers; parse them with kdnlu.task.parse_label(value, None, task)"
+            )
+        return None if math.isfinite(label) else f"has the non-finite label {label}"
+    return f"has the label {label!r}; a token-labelling row gives tags and label None"
+
+
+def _example_problem(task: Task, example: object, labelled: bool) -> str | None:
+    """Why one row from a reader does not fit ``task`` (None when it does)."""
+    if not isinstance(example, Example):
+        return f"is a {type(example).__name__}, not a kdnlu.task.Example"
+    if not isinstance(example.uid, str):
+        return f"has the uid {example.uid!r} ({type(example.uid).__name__}), not a string"
+    if not isinstance(example.text_a, str) or not isinstance(example.text_b, (str, type(None))):
+        return "has a text that is not a string (text_a a str; text_b a str or None)"
+    if task.label_kind != "token":
+        return _label_problem(task, example.label, labelled)
+    if example.words is None or example.label is not None:
+        return "is a token-labelling row without words, or with a row label"
+    names = task.label_names or ()
+    if example.tags is None:
+        return "has no tags in a split that trains or is scored" if labelled else None
+    if len(example.tags) != len(example.words):
+        return f"has {len(example.tags)} tags for {len(example.words)} words"
+    bad = [t for t in example.tags if isinstance(t, bool) or not isinstance(t, int)]
+    if bad or any(not 0 <= t < len(names) for t in example.tags):
+        return f"has tags {example.tags!r}; tags are class indices 0..{len(names) - 1}"
+    return None
+
+
+def check_examples(task: Task, examples: list[Example], path: Path, labelled: bool) -> None:
+    """Every row a reader gave must fit the task: its label kind, class range and texts."""
+    for number, example in enumerate(examples, start=1):
+        problem = _example_problem(task, example, labelled)
+        if problem is not None:
+            uid = getattr(example, "uid", "?")
+            raise PluginError(
+                f"task '{task.name}': its reader ({reader_name(task.reader)}) gave a row that "
+                f"does not fit the task: row {number} of {path} (uid {uid!r}) {problem}"
+            )

@@ -100,7 +100,9 @@ def test_broken_plugin_file_says_which(tmp_path: Path) -> None:
     with pytest.raises(KdnluError) as err:
         load_recipe(path)
     assert str(err.value) == (
-        f"{path}: imports[0]: importing {tmp_path / 'broken.py'} failed: RuntimeError: boom"
+        f"{path}: imports[0]: importing {tmp_path / 'broken.py'} failed in plugin code at "
+        f"{tmp_path / 'broken.py'}:1: RuntimeError: boom. Fix the plugin (--debug shows the "
+        "traceback)."
     )
 
 
@@ -118,8 +120,11 @@ def test_the_same_file_loaded_twice_is_named(
     finally:
         HEADS.unregister("twice_mean")
     file = tmp_path / "twice_head.py"
-    assert str(err.value).startswith(f"{path}: imports[1]: importing 'twice_head' failed: ")
     message = str(err.value)
+    assert message.startswith(
+        f"{path}: imports[1]: importing 'twice_head' failed in plugin code at {file}:26: "
+        "RegistryError: "
+    )
     assert f"head 'twice_mean' is registered twice by the same file {file}, loaded" in message
     assert "twice (as module 'kdnlu_recipe_import_twice_head_" in message
     assert "and as 'twice_head'). Load it once: drop the duplicate from imports:" in message
