@@ -121,7 +121,10 @@ class TsvTaskConfig(GenericTaskConfig):
 
 @dataclass(frozen=True)
 class JsonlTaskConfig(GenericTaskConfig):
-    """A jsonl task (one JSON object per line): which fields hold texts, label and id."""
+    """A jsonl task (one JSON object per line): which fields hold texts, label and id.
+
+    A field is a top-level name or a dotted path into nested objects (``meta.id``).
+    """
 
     text_a: str = "text"
     text_b: str | None = None
@@ -198,12 +201,41 @@ def read_tsv_task_file(
     return read_tsv_examples(path, layout, label_names, task, split in LABELLED_SPLITS, bad_rows)
 
 
+MISSING = object()
+
+
+def field_value(row: dict[str, Any], key: str) -> Any:
+    """The value at ``key``: a top-level field, or a dotted path into nested objects
+    (``meta.id``); ``MISSING`` when absent. A field whose own name has a dot wins."""
+    if key in row:
+        return row[key]
+    value: Any = row
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return MISSING
+        value = value[part]
+    return value
+
+
 def _text_field(row: dict[str, Any], key: str) -> str:
-    if key not in row:
+    value = field_value(row, key)
+    if value is MISSING:
         raise ValueError(f"field '{key}' is missing")
-    if not isinstance(row[key], str):
-        raise ValueError(f"field '{key}' is not a string (got {json.dumps(row[key])})")
-    return row[key]
+    if not isinstance(value, str):
+        raise ValueError(f"field '{key}' is not a string (got {json.dumps(value)})")
+    return value
+
+
+def _id_field(row: dict[str, Any], key: str) -> str:
+    value = field_value(row, key)
+    if value is MISSING:
+        raise ValueError(f"field '{key}' (the id) is missing")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(
+            f"field '{key}' (the id) is not a string or a number (got {json.dumps(value)}); "
+            "name the nested field with a dotted path, e.g. meta.id"
+        )
+    return str(value)
 
 
 def _jsonl_example(
@@ -222,18 +254,19 @@ def _jsonl_example(
     if not isinstance(row, dict):
         raise ValueError(f"expected a JSON object, found {type(row).__name__}")
     label = None
-    if row.get(config.label) is not None:
-        label = parse_label(row[config.label], label_names, task)
+    value = field_value(row, config.label)
+    if value is not MISSING and value is not None:
+        if isinstance(value, (dict, list)):
+            raise ValueError(
+                f"field '{config.label}' (the label) is not a string or a number "
+                f"(got {json.dumps(value)})"
+            )
+        label = parse_label(value, label_names, task)
     elif labelled:
-        state = "null" if config.label in row else "missing"
+        state = "null" if value is None else "missing"
         raise ValueError(f"field '{config.label}' (the label) is {state}")
-    uid = str(number)
-    if config.id is not None:
-        if config.id not in row:
-            raise ValueError(f"field '{config.id}' (the id) is missing")
-        uid = str(row[config.id])
     return Example(
-        uid=uid,
+        uid=str(number) if config.id is None else _id_field(row, config.id),
         text_a=_text_field(row, config.text_a),
         text_b=_text_field(row, config.text_b) if config.text_b is not None else None,
         label=label,
