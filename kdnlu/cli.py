@@ -16,7 +16,7 @@ from kdnlu import discovery
 from kdnlu.config import config_fields, describe_type
 from kdnlu.errors import KdnluError, TrainingInterrupted
 from kdnlu.glue_data.cli import add_data_parser
-from kdnlu.recipe import Recipe, TaskOptions, load_recipe
+from kdnlu.recipe import Recipe, TaskOptions, load_recipe, raw_recipe
 from kdnlu.registry import REGISTRIES
 
 EXIT_USER_ERROR = 2
@@ -82,16 +82,21 @@ def format_fields(cls: type, indent: str) -> list[str]:
     return lines
 
 
-def list_components(kinds: Sequence[str]) -> str:
-    """The text of ``kdnlu list``: every component, its description and its config fields."""
+def list_components(kinds: Sequence[str], only: dict[str, set[str]] | None = None) -> str:
+    """The text of ``kdnlu list``: every component, its description and its config fields
+    (with ``only``, just those names of each kind)."""
     out: list[str] = []
     for kind in kinds:
         registry = REGISTRIES[kind]
+        if only is not None and not only.get(kind):
+            continue
         out.append(f"{kind}:")
         if kind == "tasks":
             out.append("  (every task also takes: name, head, loss and)")
             out.extend(format_fields(TaskOptions, "      "))
         for entry in registry:
+            if only is not None and entry.name not in only[kind]:
+                continue
             out.append(f"  {entry.name}  -  {entry.description}  [{entry.module}]")
             facts = [f"      {key}: {value!r}" for key, value in entry.facts.items()]
             out.extend(facts or format_fields(entry.config, "      ") or ["      (no options)"])
@@ -188,7 +193,25 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 def _list(args: argparse.Namespace) -> int:
     discovery.load_all()
     kinds = [args.kind] if args.kind else list(REGISTRIES)
-    print(list_components(kinds))
+    imports, base, origin = tuple(args.imports or ()), Path.cwd(), "--imports"
+    if args.recipe is not None:
+        imports = tuple(raw_recipe(args.recipe).get("imports") or ())
+        base, origin = Path(args.recipe).resolve().parent, f"{args.recipe}:"
+    if not imports:
+        print(list_components(kinds))
+        return 0
+    modules = [m.__name__ for m in discovery.load_recipe_imports(imports, base, origin)]
+    added = {
+        kind: {
+            e.name
+            for e in reg
+            if e.module in modules or e.module.startswith(tuple(m + "." for m in modules))
+        }
+        for kind, reg in REGISTRIES.items()
+    }
+    text = list_components(kinds, only=added)
+    what = ", ".join(imports)
+    print(text if text else f"{what} add(s) no {' or '.join(kinds)}")
     return 0
 
 
@@ -208,7 +231,8 @@ def _predict(args: argparse.Namespace) -> int:
         out = Path(args.out)
     else:
         out = run.run_dir / ("submission" if args.split == "test" else "predictions")
-    written = write_predictions(run, args.split, out, args.batch_size, args.device)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    written = write_predictions(run, args.split, out, args.batch_size, args.device, tasks)
     if not written:
         raise KdnluError(f"no task of {run.run_dir} has a '{args.split}' split to predict")
     print(f"predicted with {run.checkpoint}:")
@@ -305,6 +329,14 @@ def main_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="registered components with their config fields")
     p_list.add_argument("kind", nargs="?", choices=list(REGISTRIES))
+    shown = p_list.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--imports",
+        nargs="+",
+        metavar="FILE_OR_MODULE",
+        help="import these plugins (.py files or module names) and list only what they add",
+    )
+    shown.add_argument("--recipe", help="import a recipe's imports: and list only what they add")
     p_list.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     p_list.set_defaults(func=_list)
     p_check = sub.add_parser("check", help="validate a recipe and build it without training")
@@ -314,6 +346,9 @@ def main_parser() -> argparse.ArgumentParser:
     p_predict.add_argument("run_dir", help="a run directory made by kdnlu-train")
     p_predict.add_argument(
         "--split", default="test", help="test (submission files + zip), dev, or any split name"
+    )
+    p_predict.add_argument(
+        "--tasks", metavar="A,B", help="only these task keys, comma-separated (default: all)"
     )
     p_predict.add_argument("--checkpoint", default="auto", choices=["auto", "best", "last"])
     p_predict.add_argument(

@@ -113,12 +113,15 @@ def load_all() -> None:
     load_entry_points()
 
 
-def load_recipe_imports(imports: tuple[str, ...], base_dir: Path, origin: str) -> None:
-    """Import a recipe's ``imports:``: a .py path (relative to the recipe) or a module name."""
+def load_recipe_imports(imports: tuple[str, ...], base_dir: Path, origin: str) -> list[ModuleType]:
+    """Import a recipe's ``imports:``: a .py path (relative to the recipe) or a module name.
+    Returns the imported modules."""
+    modules = []
     for i, item in enumerate(imports):
         where = f"{origin} imports[{i}]"
         if item.endswith(".py") or "/" in item or os.sep in item:
             path = Path(item)
-            import_file(path if path.is_absolute() else base_dir / path, where)
+            modules.append(import_file(path if path.is_absolute() else base_dir / path, where))
         else:
-            import_module(item, where)
+            modules.append(import_module(item, where))
+    return modules

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from kdnlu.data import encode_examples, word_positions
+from kdnlu.errors import KdnluError
 from kdnlu.evaluation import predict_outputs, to_predictions
 from kdnlu.rundir import atomic_write, atomic_write_text
 from kdnlu.task import Example, Task
@@ -71,22 +73,42 @@ def predict_file(
     return to_predictions(task, outputs, run.decoders.get(key), encoded.group_ids())
 
 
+def chosen_tasks(run: TrainedRun, tasks: Sequence[str] | None) -> list[str]:
+    """The run's task keys to predict: all, or the named ones (each must be the run's)."""
+    if tasks is None:
+        return list(run.tasks)
+    unknown = [key for key in tasks if key not in run.tasks]
+    if unknown:
+        raise KdnluError(
+            f"--tasks: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a task "
+            f"of {run.run_dir}; its tasks are {', '.join(run.tasks)}"
+        )
+    return list(dict.fromkeys(tasks))
+
+
 def write_predictions(
-    run: TrainedRun, split: str, out_dir: Path, batch_size: int = 64, device: str = "cpu"
+    run: TrainedRun,
+    split: str,
+    out_dir: Path,
+    batch_size: int = 64,
+    device: str = "cpu",
+    tasks: Sequence[str] | None = None,
 ) -> list[Path]:
-    """Predict ``split`` for every task; one TSV per file.
+    """Predict ``split`` for every task (or the task keys in ``tasks``); one TSV per file.
 
     "test" means each task's test splits and "dev" its evaluation splits (MNLI has two of each).
 
     Test predictions use each task's submission file names and also cover its extra prediction
-    files (GLUE's AX is scored by the MNLI head); they are zipped into ``submission.zip``.
+    files (GLUE's AX is scored by the MNLI head); they are zipped into ``submission.zip``
+    (the files of this call's tasks only).
     """
     from kdnlu.run_control import pick_device
 
     target_device = pick_device(device)
     run.model.to(target_device)
     written: list[Path] = []
-    for key, task in run.tasks.items():
+    for key in chosen_tasks(run, tasks):
+        task = run.tasks[key]
         jobs: list[tuple[str, list[Example]]] = []
         splits = {"test": task.test_splits, "dev": task.eval_splits}.get(split, (split,))
         for name in splits:
