@@ -112,6 +112,13 @@ def parse_label(value: object, label_names: tuple[str, ...] | None, task: str) -
 
 Reader = Callable[..., list[Example]]
 
+# the head and loss a task gets when neither it nor the recipe names one, by label kind
+DEFAULT_COMPONENTS = {
+    "class": ("classification", "cross_entropy"),
+    "score": ("regression", "mse"),
+    "token": ("token", "token_cross_entropy"),
+}
+
 
 def takes_bad_rows(reader: Reader) -> bool:
     """Whether ``reader`` accepts the optional ``bad_rows`` keyword (older readers do not)."""
@@ -139,6 +146,8 @@ class Task:
     clips regression predictions (STS-B: 0 to 5). ``absent_splits`` explains splits a task does
     not have (AX has no train split), for the error raised when one is asked for.
     ``level`` is ``"token"`` for token labelling (one tag per word; ``label_names`` are the tags).
+    ``default_head`` and ``default_loss`` (None: chosen by the label kind, see
+    ``DEFAULT_COMPONENTS``) are used where the recipe names none.
     """
 
     name: str
@@ -146,8 +155,8 @@ class Task:
     reader: Reader
     label_names: tuple[str, ...] | None
     metrics: tuple[str, ...]
-    default_head: str = "classification"
-    default_loss: str = "cross_entropy"
+    default_head: str | None = None
+    default_loss: str | None = None
     eval_splits: tuple[str, ...] = ("dev",)
     test_splits: tuple[str, ...] = ("test",)
     submission: Mapping[str, str] = field(default_factory=dict)
@@ -156,6 +165,13 @@ class Task:
     absent_splits: Mapping[str, str] = field(default_factory=dict)
     level: Literal["sequence", "token"] = "sequence"
     description: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        head, loss = DEFAULT_COMPONENTS[self.label_kind]
+        if self.default_head is None:
+            object.__setattr__(self, "default_head", head)
+        if self.default_loss is None:
+            object.__setattr__(self, "default_loss", loss)
 
     @property
     def label_kind(self) -> Literal["class", "score", "token"]:
