@@ -91,6 +91,14 @@ def group_numbers(texts: Sequence[str]) -> np.ndarray:
     )
 
 
+def group_keys(examples: Sequence[Example]) -> list[str]:
+    """What groups rows: their explicit ``group`` where the reader gives one (a multiple-choice
+    question), else their first text (QNLI's question and its candidate sentences)."""
+    if any(ex.group is not None for ex in examples):
+        return [ex.uid if ex.group is None else f"group:{ex.group}" for ex in examples]
+    return [ex.text_a for ex in examples]
+
+
 def ranking_groups(
     split: EncodedSplit, group_size: int, positive_label: int
 ) -> tuple[np.ndarray, int]:
@@ -133,7 +141,7 @@ def encode_examples(
     labels = np.array(
         [np.nan if ex.label is None else float(ex.label) for ex in examples], dtype=np.float64
     )
-    return _flat_split(task, tokenizer, enc, labels, group_numbers(text_a))
+    return _flat_split(task, tokenizer, enc, labels, group_numbers(group_keys(examples)))
 
 
 def _flat_split(

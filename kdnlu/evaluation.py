@@ -121,8 +121,9 @@ def evaluate(
             results[name] = token_scores(task, split, outputs)
             continue
         decode = (decoders or {}).get(task_key)
-        predictions = to_predictions(task, outputs, decode, split.group_ids())
-        results[name] = compute_metrics(task.metrics, predictions, split.labels)
+        groups = split.group_ids()
+        predictions = to_predictions(task, outputs, decode, groups)
+        results[name] = compute_metrics(task.metrics, predictions, split.labels, groups)
     return results
 
 

@@ -58,13 +58,24 @@ def improves(score: float, best: float | None, higher_is_better: bool) -> bool:
     return score > best if higher_is_better else score < best
 
 
-def compute_metrics(names: Sequence[str], pred: Any, gold: Any) -> dict[str, float]:
+def compute_metrics(
+    names: Sequence[str], pred: Any, gold: Any, groups: np.ndarray | None = None
+) -> dict[str, float]:
     """Every metric in ``names`` of predictions against gold labels (arrays, or per-sentence tag
-    lists for token metrics)."""
+    lists for token metrics). Metrics registered with ``groups=True`` also get each row's group
+    number (``groups``; every row alone when None)."""
     unknown = [n for n in names if n not in METRICS]
     if unknown:
         raise KeyError(unknown_metric_message(unknown[0]))
-    return {name: float(METRICS.get(name).builder(pred, gold)) for name in names}
+    values = {}
+    for name in names:
+        entry = METRICS.get(name)
+        if entry.facts["groups"]:
+            numbers = np.arange(len(gold)) if groups is None else np.asarray(groups)
+            values[name] = float(entry.builder(pred, gold, numbers))
+        else:
+            values[name] = float(entry.builder(pred, gold))
+    return values
 
 
 def task_score(metrics: Mapping[str, float]) -> tuple[float, bool]:

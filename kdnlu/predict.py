@@ -27,11 +27,34 @@ def format_prediction(task: Task, value: float) -> str:
     return f"{float(value):.3f}"
 
 
+def question_lines(examples: list[Example], predictions: np.ndarray, positive: int) -> str:
+    """``question<TAB>candidate`` rows: per group, the index of the candidate predicted
+    ``positive`` (the first such; the group's first candidate when none is)."""
+    chosen: dict[str, int] = {}
+    picked: set[str] = set()
+    for ex, p in zip(examples, predictions, strict=True):
+        group = ex.group if ex.group is not None else ex.uid
+        candidate = ex.candidate if ex.candidate is not None else 0
+        chosen.setdefault(group, candidate)
+        if group not in picked and int(p) == positive:
+            chosen[group] = candidate
+            picked.add(group)
+    rows = ["index\tprediction", *(f"{g}\t{c}" for g, c in chosen.items())]
+    return "\n".join(rows) + "\n"
+
+
 def prediction_lines(
-    task: Task, examples: list[Example], predictions: np.ndarray | list[np.ndarray]
+    task: Task,
+    examples: list[Example],
+    predictions: np.ndarray | list[np.ndarray],
+    positive_label: int | None = None,
 ) -> str:
     """``index<TAB>prediction`` rows; for token labelling, ``word<TAB>tag`` lines with a blank
-    line after each sentence (CoNLL style)."""
+    line after each sentence (CoNLL style); for multiple choice (rows with a ``candidate`` and a
+    loss that picks one ``positive_label`` row per group), the chosen candidate per question."""
+    if positive_label is not None and any(ex.candidate is not None for ex in examples):
+        assert isinstance(predictions, np.ndarray)
+        return question_lines(examples, predictions, positive_label)
     if task.level == "token":
         assert task.label_names is not None
         names = task.label_names
@@ -102,10 +125,12 @@ def write_predictions(
     files (GLUE's AX is scored by the MNLI head); they are zipped into ``submission.zip``
     (the files of this call's tasks only).
     """
+    from kdnlu.build import build_losses
     from kdnlu.run_control import pick_device
 
     target_device = pick_device(device)
     run.model.to(target_device)
+    losses = build_losses(run.recipe)
     written: list[Path] = []
     for key in chosen_tasks(run, tasks):
         task = run.tasks[key]
@@ -130,7 +155,8 @@ def write_predictions(
         for file_name, examples in jobs:
             predictions = predict_file(run, key, examples, batch_size, target_device)
             target = out_dir / file_name
-            atomic_write_text(target, prediction_lines(task, examples, predictions))
+            positive = getattr(losses[key], "positive_label", None)
+            atomic_write_text(target, prediction_lines(task, examples, predictions, positive))
             written.append(target)
             log.info("wrote %s (%d rows)", target, len(examples))
     if split == "test" and written:

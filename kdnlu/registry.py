@@ -235,6 +235,9 @@ METRIC_FACTS = {
         ("class", "score"),
         "the label kinds it scores: class, score (regression), token (per-word tags)",
     ),
+    "groups": Fact(
+        bool, False, "True when it scores whole groups (questions): metric(pred, gold, groups)"
+    ),
 }
 
 ENCODERS = Registry("encoder", "encoders", autoload=True)

@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from kdnlu.errors import DataError, KdnluError, PluginError
 
@@ -24,6 +24,10 @@ class Example:
 
     A token-labelling row gives its ``words`` (``text_a`` is them joined by spaces) and one tag
     class index per word in ``tags`` (None when hidden); its ``label`` is None.
+
+    A candidate of a multiple-choice question (or of a ranked list) names its question in
+    ``group`` and its place among the question's candidates in ``candidate`` (0-based); rows of
+    one group are consecutive. Without ``group``, rows sharing their first text form a group.
     """
 
     uid: str
@@ -32,6 +36,8 @@ class Example:
     label: int | float | None
     words: tuple[str, ...] | None = None
     tags: tuple[int, ...] | None = None
+    group: str | None = None
+    candidate: int | None = None
 
 
 class BadRows:
@@ -147,7 +153,9 @@ class Task:
     not have (AX has no train split), for the error raised when one is asked for.
     ``level`` is ``"token"`` for token labelling (one tag per word; ``label_names`` are the tags).
     ``default_head`` and ``default_loss`` (None: chosen by the label kind, see
-    ``DEFAULT_COMPONENTS``) are used where the recipe names none.
+    ``DEFAULT_COMPONENTS``) are used where the recipe names none: a name, or a mapping with
+    ``name`` and config values (``{"name": "ranking", "group_size": 4}``) that the recipe's own
+    keys for the same component override.
     """
 
     name: str
@@ -155,8 +163,8 @@ class Task:
     reader: Reader
     label_names: tuple[str, ...] | None
     metrics: tuple[str, ...]
-    default_head: str | None = None
-    default_loss: str | None = None
+    default_head: str | Mapping[str, Any] | None = None
+    default_loss: str | Mapping[str, Any] | None = None
     eval_splits: tuple[str, ...] = ("dev",)
     test_splits: tuple[str, ...] = ("test",)
     submission: Mapping[str, str] = field(default_factory=dict)
@@ -306,6 +314,11 @@ def _example_problem(task: Task, example: object, labelled: bool) -> str | None:
         return f"has the uid {example.uid!r} ({type(example.uid).__name__}), not a string"
     if not isinstance(example.text_a, str) or not isinstance(example.text_b, (str, type(None))):
         return "has a text that is not a string (text_a a str; text_b a str or None)"
+    if not isinstance(example.group, (str, type(None))):
+        return f"has the group {example.group!r}, not a string"
+    candidate = example.candidate
+    if candidate is not None and (isinstance(candidate, bool) or not isinstance(candidate, int)):
+        return f"has the candidate {candidate!r}, not an index"
     if task.label_kind != "token":
         return _label_problem(task, example.label, labelled)
     if example.words is None or example.label is not None:

@@ -21,6 +21,16 @@ def accuracy(pred: np.ndarray, gold: np.ndarray) -> float:
     return float((pred == gold).mean() * 100.0)
 
 
+@METRICS.register("group_accuracy", greater_is_better=True, targets=("class",), groups=True)
+def group_accuracy(pred: np.ndarray, gold: np.ndarray, groups: np.ndarray) -> float:
+    """Percentage of groups (questions) with every row right: questions answered right."""
+    if len(gold) == 0:
+        return 0.0
+    wrong = np.zeros(int(groups.max()) + 1, dtype=bool)
+    np.logical_or.at(wrong, groups, pred != gold)
+    return float((~wrong[np.unique(groups)]).mean() * 100.0)
+
+
 @METRICS.register("f1", greater_is_better=True, targets=("class",))
 def f1(pred: np.ndarray, gold: np.ndarray) -> float:
     """F1 of the positive class (label index 1), as GLUE reports for MRPC and QQP."""

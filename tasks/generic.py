@@ -13,6 +13,7 @@ tasks:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,12 +125,47 @@ class JsonlTaskConfig(GenericTaskConfig):
     """A jsonl task (one JSON object per line): which fields hold texts, label and id.
 
     A field is a top-level name or a dotted path into nested objects (``meta.id``).
+    Multiple choice: ``candidates`` names the field holding each question's list of
+    ``choices`` candidate texts, ``text_a`` the question and ``label`` the index of the right
+    candidate; the task trains with the ``multiple_choice`` loss and predicts one candidate per
+    question.
     """
 
     text_a: str = "text"
     text_b: str | None = None
     label: str = "label"
     id: str | None = None
+    candidates: str | None = None
+    choices: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.candidates is None:
+            if self.choices is not None:
+                raise FieldError("choices", "only a multiple-choice task (candidates) has choices")
+            return
+        for key in ("labels", "text_b"):
+            if getattr(self, key):
+                raise FieldError(
+                    key,
+                    f"a multiple-choice task takes no {key}: the candidates are the second "
+                    "texts and the label is the index of the right one",
+                )
+        if self.regression:
+            raise FieldError("regression", "a multiple-choice task picks a candidate")
+        if self.choices is None or self.choices < 2:
+            raise FieldError(
+                "choices",
+                f"give the number of candidates per question (2 or more), got {self.choices}",
+            )
+
+    @property
+    def label_names(self) -> tuple[str, ...] | None:
+        """Per candidate: wrong (0) or right (1) for multiple choice; else the configured ones."""
+        return MULTIPLE_CHOICE_LABELS if self.candidates is not None else super().label_names
+
+
+MULTIPLE_CHOICE_LABELS = ("wrong", "right")
 
 
 def split_files(config: GenericTaskConfig, suffix: str, task: str) -> dict[str, Path]:
@@ -157,7 +193,7 @@ def build_generic_task(
     description: str,
 ) -> Task:
     """The ``Task`` of a tsv or jsonl config; ``reader(config, label_names, name, path, split)``."""
-    if not config.regression and not config.labels:
+    if not config.regression and not config.label_names:
         raise DataError(
             f"task '{name}' needs its label space: labels: [...] (the class strings, in class "
             "index order) or regression: true"
@@ -238,21 +274,77 @@ def _id_field(row: dict[str, Any], key: str) -> str:
     return str(value)
 
 
-def _jsonl_example(
-    config: JsonlTaskConfig,
-    label_names: tuple[str, ...] | None,
-    task: str,
-    line: str,
-    number: int,
-    labelled: bool,
-) -> Example:
-    """One JSON line as an Example; ``ValueError`` says why the row cannot be read."""
+def _json_object(line: str) -> dict[str, Any]:
     try:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(row, dict):
         raise ValueError(f"expected a JSON object, found {type(row).__name__}")
+    return row
+
+
+def _candidates(config: JsonlTaskConfig, row: dict[str, Any], number: int, labelled: bool):
+    """One question's rows: a candidate each, labelled 1 for the right one and 0 otherwise."""
+    key, choices = str(config.candidates), int(config.choices or 0)
+    texts = field_value(row, key)
+    if texts is MISSING:
+        raise ValueError(f"field '{key}' (the candidates) is missing")
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise ValueError(f"field '{key}' is not a list of strings (got {json.dumps(texts)})")
+    if len(texts) != choices:
+        raise ValueError(f"field '{key}' has {len(texts)} candidates; choices is {choices}")
+    answer = field_value(row, config.label)
+    if answer is MISSING or answer is None:
+        if labelled:
+            state = "null" if answer is None else "missing"
+            raise ValueError(f"field '{config.label}' (the answer) is {state}")
+        answer = None
+    elif isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < choices:
+        raise ValueError(
+            f"field '{config.label}' (the answer) must be the index of the right candidate, "
+            f"0 to {choices - 1}; got {json.dumps(answer)}"
+        )
+    question = _text_field(row, config.text_a)
+    uid = str(number) if config.id is None else _id_field(row, config.id)
+    return [
+        Example(
+            uid=f"{uid}/{i}",
+            text_a=question,
+            text_b=text,
+            label=None if answer is None else int(i == answer),
+            group=uid,
+            candidate=i,
+        )
+        for i, text in enumerate(texts)
+    ]
+
+
+def _jsonl_examples(
+    config: JsonlTaskConfig,
+    label_names: tuple[str, ...] | None,
+    task: str,
+    line: str,
+    number: int,
+    labelled: bool,
+) -> list[Example]:
+    """One JSON line as its Examples (one, or a question's candidates); ``ValueError`` says
+    why the row cannot be read."""
+    row = _json_object(line)
+    if config.candidates is not None:
+        return _candidates(config, row, number, labelled)
+    return [_jsonl_example(config, label_names, task, row, number, labelled)]
+
+
+def _jsonl_example(
+    config: JsonlTaskConfig,
+    label_names: tuple[str, ...] | None,
+    task: str,
+    row: dict[str, Any],
+    number: int,
+    labelled: bool,
+) -> Example:
+    """One JSON object as an Example; ``ValueError`` says why the row cannot be read."""
     label = None
     value = field_value(row, config.label)
     if value is not MISSING and value is not None:
@@ -289,7 +381,7 @@ def read_jsonl_task_file(
         if not line.strip():
             continue
         try:
-            examples.append(_jsonl_example(config, label_names, task, line, number, labelled))
+            examples += _jsonl_examples(config, label_names, task, line, number, labelled)
         except ValueError as exc:
             bad_rows.report(number, str(exc))
     return examples
@@ -304,4 +396,10 @@ def tsv_task(config: TsvTaskConfig, data_root: str | None = None) -> Task:
 @TASKS.register("jsonl", config=JsonlTaskConfig)
 def jsonl_task(config: JsonlTaskConfig, data_root: str | None = None) -> Task:
     """Any JSON-lines files: fields, labels and metrics set in the recipe."""
-    return build_generic_task("jsonl", config, ".jsonl", read_jsonl_task_file, "JSON-lines task")
+    task = build_generic_task("jsonl", config, ".jsonl", read_jsonl_task_file, "JSON-lines task")
+    if config.candidates is None:
+        return task
+    loss = {"name": "multiple_choice", "group_size": config.choices, "positive_label": 1}
+    return dataclasses.replace(
+        task, metrics=config.metrics or ("group_accuracy",), default_loss=loss
+    )

@@ -238,6 +238,7 @@ def test_from_a_recipe_with_relative_paths_and_skip(tmp_path: Path) -> None:
         (
             "    name: tsv\n    data: pairs\n    labels: [a, b]\n    metrics: [accuracy, bleu]\n",
             "{path}:7: tasks.pairs.metrics: unknown metric 'bleu'; known metrics: accuracy, f1, "
+            "group_accuracy, "
             "mae, mcc, pearson, span_f1, spearman, token_accuracy (`kdnlu list metrics` shows "
             "every metric)",
         ),

@@ -58,16 +58,32 @@ def test_metric_contract(entry) -> None:
     """Every metric declares its direction and the label kinds it scores, and scores them."""
     assert isinstance(entry.facts["greater_is_better"], bool)
     assert set(entry.facts["targets"]) <= set(METRIC_TARGETS) and entry.facts["targets"]
+    assert isinstance(entry.facts["groups"], bool)
     if "token" in entry.facts["targets"]:
-        value = entry.builder([["B-X", "O"]], [["B-X", "O"]])
+        value = compute_metrics([entry.name], [["B-X", "O"]], [["B-X", "O"]])[entry.name]
     else:
-        value = entry.builder(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]))
+        pred, gold = np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0])
+        value = compute_metrics([entry.name], pred, gold, np.array([0, 0, 1, 1]))[entry.name]
     assert np.isfinite(value)
+
+
+def test_group_accuracy_scores_whole_questions() -> None:
+    # two questions of two candidates: the first answered right, the second wrong
+    pred, gold = np.array([1, 0, 1, 0]), np.array([1, 0, 0, 1])
+    scores = compute_metrics(["group_accuracy", "accuracy"], pred, gold, np.array([0, 0, 1, 1]))
+    assert scores == {"group_accuracy": 50.0, "accuracy": 50.0}
+    assert compute_metrics(["group_accuracy"], pred, gold, np.array([3, 3, 3, 3])) == {
+        "group_accuracy": 0.0
+    }
 
 
 def test_mae_is_an_error_metric() -> None:
     assert mae(np.array([1.0, 3.0]), np.array([2.0, 3.0])) == pytest.approx(0.5)
-    assert METRICS.get("mae").facts == {"greater_is_better": False, "targets": ("score",)}
+    assert METRICS.get("mae").facts == {
+        "greater_is_better": False,
+        "targets": ("score",),
+        "groups": False,
+    }
 
 
 def test_a_metric_must_declare_its_direction() -> None:
@@ -82,7 +98,7 @@ def test_a_metric_must_declare_its_direction() -> None:
         reg.register("hits", greater_is_better=True, higher=True)(accuracy)
     assert str(err.value) == (
         "metric 'hits': unknown keyword 'higher' for metrics.register (the metrics registry "
-        "takes: greater_is_better, targets)"
+        "takes: greater_is_better, targets, groups)"
     )
 
 
