@@ -66,9 +66,8 @@ def teacher_splits(run: TrainedRun, key: str, splits: Sequence[str]) -> list[str
 
 def check_teachers(runs: Sequence[TrainedRun], tasks: Sequence[str] | None) -> list[str]:
     """The task keys to teach (all that every teacher has, unless named); refuses tasks whose
-    outputs cannot serve as soft targets (token labelling, ranking)."""
-    from kdnlu.build import build_losses
-
+    outputs cannot serve as soft targets (token labelling). A ranking or multiple-choice task
+    stores one score per candidate row."""
     if tasks:
         for run in runs:
             missing = [k for k in tasks if k not in run.tasks]
@@ -83,17 +82,11 @@ def check_teachers(runs: Sequence[TrainedRun], tasks: Sequence[str] | None) -> l
         if not keys:
             raise KdnluError("the teachers share no task")
     for run in runs:
-        losses = build_losses(run.recipe)
         for key in keys:
             if run.tasks[key].level == "token":
                 raise KdnluError(
                     f"teacher {run.run_dir}: task {key} labels tokens; its outputs are per token "
                     "and the logit store holds one row per example"
-                )
-            if losses[key].target == "group":
-                raise KdnluError(
-                    f"teacher {run.run_dir}: task {key} is trained with a ranking loss; its "
-                    "scores rank candidates and are no class distribution to distill"
                 )
     return keys
 

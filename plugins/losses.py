@@ -185,8 +185,11 @@ def ranking(config: RankingConfig) -> Loss:
     NLL of the right candidate: MT-DNN's QNLI loss. Needs a head with one output per row."""
     size = config.group_size
 
+    def relevance(outputs: torch.Tensor) -> torch.Tensor:
+        return config.gamma * torch.sigmoid(outputs)
+
     def ranking_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        scores = config.gamma * torch.sigmoid(one_score_per_row(logits, labels, "ranking"))
+        scores = relevance(one_score_per_row(logits, labels, "ranking"))
         return group_cross_entropy(scores, labels, size, config.positive_label, "ranking")
 
     return Loss(
@@ -195,6 +198,7 @@ def ranking(config: RankingConfig) -> Loss:
         decode=rank_decode(config.positive_label),
         group_size=size,
         positive_label=config.positive_label,
+        scores=relevance,
     )
 
 

@@ -133,3 +133,41 @@ def test_multiple_choice_trains_scores_questions_and_predicts_one_candidate_each
     ]
     assert all(line.split("\t")[1] in ("0", "1", "2") for line in lines[1:])
     assert np.isfinite(result.best_score)
+
+
+def test_teachers_scores_per_candidate_distil_over_each_question(tmp_path: Path) -> None:
+    """A teacher's store holds one score per candidate; the student's soft loss is the
+    cross-entropy of its softmax over each question's candidates against the teachers'."""
+    import torch
+
+    from kdnlu.data import Batch
+    from kdnlu.distill import Distiller
+    from kdnlu.store import LogitStore
+    from kdnlu.teach import TeachOptions, teach
+
+    for split in ("train", "dev"):
+        jsonl(tmp_path / "quiz" / f"{split}.jsonl", QUESTIONS)
+    teacher = train(load_recipe(write(tmp_path / "t.yaml", RECIPE)), progress=False).run_dir
+    teach([teacher], tmp_path / "store", options=TeachOptions(splits=("train",)), progress=False)
+    store = LogitStore.open(tmp_path / "store" / "quiz" / "train")
+    assert (store.spec.rows, store.spec.classes) == (12, 1)  # 4 questions x 3 candidates
+
+    text = RECIPE + f"distill: {{store: {tmp_path / 'store'}, alpha: 0.0, temperature: 2.0}}\n"
+    student = load_recipe(write(tmp_path / "s.yaml", text))
+    distiller = Distiller(student, {"quiz": store})
+    rows = [3, 4, 5, 9, 10, 11]  # questions b and d, their candidates in order
+    logits = torch.randn(6, 1, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 1, 0, 1, 0, 0])
+    batch = Batch("quiz", torch.tensor(rows), *(torch.zeros(6, 3, dtype=torch.long),) * 3, labels)
+    from kdnlu.callbacks import TrainState
+
+    hard = torch.tensor(0.0, dtype=torch.float64)
+    value = distiller.on_loss(TrainState(run_dir=tmp_path, total_steps=4), batch, logits, hard)
+    teacher_scores = torch.from_numpy(store.logits(rows)).double()[:, 0, 0].view(2, 3)
+    target = torch.softmax(teacher_scores / 2.0, -1)
+    expected = 4.0 * -(target * torch.log_softmax(logits.view(2, 3) / 2.0, -1)).sum(-1).mean()
+    torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+
+    result = train(student, progress=False)
+    records = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert np.isfinite(records[-1]["train_scalars"]["distill/quiz/soft"])
