@@ -34,7 +34,7 @@ def block(language: str, containing: str) -> str:
 
 
 def test_every_block_is_one_this_test_runs() -> None:
-    assert [len(blocks(language)) for language in ("python", "yaml", "text")] == [2, 5, 5]
+    assert [len(blocks(language)) for language in ("python", "yaml", "text")] == [2, 6, 6]
 
 
 @pytest.mark.parametrize("code", blocks("python"), ids=["sentiment", "readability"])
@@ -119,6 +119,29 @@ def test_nested_json_no_code_recipe_trains(
     lines = predicted(result.run_dir, "questions", capsys)
     assert lines[:2] == ["questions-test.tsv", "index\tprediction"]
     assert [line.split("\t")[0] for line in lines[2:]] == ["q1", "q2", "q3"]
+
+
+def test_multiple_choice_no_code_recipe_trains(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sample = block("text", '"options": ["a chair"')
+    for split in ("train", "dev"):
+        write(tmp_path / "data" / "quiz" / f"{split}.jsonl", sample)
+    unanswered = "".join(
+        json.dumps({k: v for k, v in json.loads(line).items() if k != "answer"}) + "\n"
+        for line in sample.splitlines()
+    )
+    write(tmp_path / "data" / "quiz" / "test.jsonl", unanswered)
+    recipe_text = block("yaml", "candidates: options")
+    spec = load_recipe(write(tmp_path / "quiz.yaml", f"{TINY_ENCODER}\n{recipe_text}"))
+    loss = spec.tasks["quiz"].loss
+    assert (loss.name, loss.config.group_size) == ("multiple_choice", 3)
+    result = multi_task(tmp_path, recipe_text, "quiz", "train.batch_size=3")
+    assert list(result.metrics["quiz"]) == ["group_accuracy"]
+    lines = predicted(result.run_dir, "quiz", capsys)
+    assert lines[:2] == ["quiz-test.tsv", "index\tprediction"]
+    assert [line.split("\t")[0] for line in lines[2:]] == ["q1", "q2", "q3"]
+    assert {line.split("\t")[1] for line in lines[2:]} <= {"0", "1", "2"}
 
 
 @pytest.fixture
