@@ -136,6 +136,15 @@ def loss_decoders(losses: Mapping[str, Loss]) -> dict[str, Decoder]:
     return {key: decode for key, decode in decoders.items() if decode is not None}
 
 
+def no_groups_error(key: str, loss: Loss) -> DataError:
+    """A group loss finds no group it can train on."""
+    return DataError(
+        f"task '{key}': its ranking loss finds no group of {loss.group_size} candidates "
+        f"(rows of one question, or sharing their first text) with exactly one labelled "
+        f"{loss.positive_label}; there is nothing to rank"
+    )
+
+
 def training_groups(
     splits: Mapping[str, EncodedSplit], losses: Mapping[str, Loss]
 ) -> dict[str, np.ndarray]:
@@ -147,11 +156,7 @@ def training_groups(
         assert loss.group_size is not None and loss.positive_label is not None
         rows, left_out = ranking_groups(splits[key], loss.group_size, loss.positive_label)
         if not len(rows):
-            raise DataError(
-                f"task '{key}': its ranking loss finds no group of {loss.group_size} candidates "
-                f"(rows sharing their first text) with exactly one labelled "
-                f"{loss.positive_label}; there is nothing to rank"
-            )
+            raise no_groups_error(key, loss)
         if left_out:
             log.warning(
                 "%s: the ranking loss trains on %d groups of %d candidates; %d of %d rows are in "

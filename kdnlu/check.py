@@ -4,16 +4,25 @@ encoded, and one forward pass and loss per task."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from kdnlu.build import build_losses, build_model, check_best_metric
-from kdnlu.data import EncodedSplit, collate, encode_examples
+from kdnlu.build import build_losses, build_model, check_best_metric, no_groups_error
+from kdnlu.data import (
+    EncodedSplit,
+    candidate_groups,
+    collate,
+    encode_examples,
+    group_keys,
+    group_numbers,
+)
 from kdnlu.errors import PluginError
 from kdnlu.evaluation import label_dtype
+from kdnlu.loss import Loss
 from kdnlu.model import MultiTaskModel
 from kdnlu.plugin_code import about_task, failure
 from kdnlu.recipe import Recipe
-from kdnlu.task import Task
+from kdnlu.task import Example, Task
 
 SAMPLE_ROWS = 4  # rows of each split encoded, and of train put through the model
 
@@ -46,11 +55,14 @@ def check_task(recipe: Recipe, key: str, task: Task, model: MultiTaskModel) -> s
             read[split] = task.read(split, on_bad_row=policy)
     for name, path in task.extra_predictions.items():
         read[name] = task.read_file(path, "test", policy)
-    encoded = {
-        split: encode_examples(key, tokenizer, rows[:SAMPLE_ROWS], max_length)
-        for split, rows in read.items()
-    }
-    one_step(recipe, key, task, model, encoded["train"])
+    for rows in read.values():  # a few rows of every split through the tokenizer
+        encode_examples(key, tokenizer, rows[:SAMPLE_ROWS], max_length)
+    loss = build_losses(recipe)[key]
+    if getattr(loss, "target", None) == "group":  # a step trains on whole candidate groups
+        step_rows = first_group(key, loss, read["train"])
+    else:
+        step_rows = read["train"][:SAMPLE_ROWS]
+    one_step(recipe, key, task, model, encode_examples(key, tokenizer, step_rows, max_length))
     train = min(len(read["train"]), spec.options.train_rows or len(read["train"]))
     sample = spec.options.train_sample
     trained = f"{sample} of {train}" if sample is not None and sample < train else str(train)
@@ -62,13 +74,22 @@ def check_task(recipe: Recipe, key: str, task: Task, model: MultiTaskModel) -> s
     )
 
 
+def first_group(key: str, loss: Loss, examples: list[Example]) -> list[Example]:
+    """The rows of the first candidate group a group loss can train on (an error if none)."""
+    labels = np.array([np.nan if ex.label is None else float(ex.label) for ex in examples])
+    groups = group_numbers(group_keys(examples))
+    assert loss.group_size is not None and loss.positive_label is not None
+    units, _ = candidate_groups(groups, labels, loss.group_size, loss.positive_label)
+    if not len(units):
+        raise no_groups_error(key, loss)
+    return [examples[int(i)] for i in units[0]]
+
+
 def one_step(
     recipe: Recipe, key: str, task: Task, model: MultiTaskModel, split: EncodedSplit
 ) -> None:
     """The forward pass and loss of a few training rows, as the first step would run them."""
     loss = build_losses(recipe)[key]
-    if getattr(loss, "target", None) == "group":
-        return  # needs whole candidate groups; training_groups checks those
     spec = recipe.tasks[key]
     try:
         with torch.no_grad():

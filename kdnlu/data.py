@@ -102,23 +102,29 @@ def group_keys(examples: Sequence[Example]) -> list[str]:
 def ranking_groups(
     split: EncodedSplit, group_size: int, positive_label: int
 ) -> tuple[np.ndarray, int]:
-    """The candidate groups a ranking loss can train on, as a ``[G, group_size]`` array of row
-    indices, and the number of rows left out.
+    """The candidate groups a ranking loss can train on (see ``candidate_groups``)."""
+    return candidate_groups(split.group_ids(), split.labels, group_size, positive_label)
+
+
+def candidate_groups(
+    groups: np.ndarray, labels: np.ndarray, group_size: int, positive_label: int
+) -> tuple[np.ndarray, int]:
+    """The candidate groups a group loss can train on, as a ``[G, group_size]`` array of row
+    indices, and the number of rows left out (``groups`` and ``labels`` per row).
 
     A group qualifies when it has exactly ``group_size`` rows and exactly one of them is labelled
     ``positive_label``; rows of other groups (a question with one candidate, say) cannot be
     ranked. Groups keep their first-appearance order, rows their file order.
     """
-    groups = split.group_ids()
     order = np.argsort(groups, kind="stable")
     sorted_groups = groups[order]
     starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
     sizes = np.diff(np.r_[starts, len(order)])
-    positive = split.labels[order] == positive_label
+    positive = labels[order] == positive_label
     positives = np.add.reduceat(positive.astype(np.int64), starts) if len(order) else sizes
     keep = (sizes == group_size) & (positives == 1)
     rows = order[starts[keep][:, None] + np.arange(group_size)]
-    return rows, int(len(split) - keep.sum() * group_size)
+    return rows, int(len(groups) - keep.sum() * group_size)
 
 
 def encode_examples(

@@ -171,3 +171,17 @@ def test_teachers_scores_per_candidate_distil_over_each_question(tmp_path: Path)
     result = train(student, progress=False)
     records = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert np.isfinite(records[-1]["train_scalars"]["distill/quiz/soft"])
+
+
+def test_check_runs_a_first_step_on_whole_questions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for split in ("train", "dev"):
+        jsonl(tmp_path / "quiz" / f"{split}.jsonl", QUESTIONS)
+    path = write(tmp_path / "r.yaml", RECIPE)
+    assert main(["check", str(path), "--set", "tasks.quiz.loss.group_size=4"]) == 2
+    assert capsys.readouterr().err == (
+        "error: task 'quiz': its ranking loss finds no group of 4 candidates (rows of one "
+        "question, or sharing their first text) with exactly one labelled 1; there is nothing "
+        "to rank\n"
+    )
