@@ -12,7 +12,15 @@ as in the GLUE score) and the average over that run's tasks.
 compares arms: each argument after an arm's name is one seed, given as one run or several runs
 joined by commas (single-task baselines: one run per task, merged into one set of metrics).
 It prints every metric and the task average as mean ± std over the seeds (sample std), the
-per-seed values, and the difference of the first two arms' means.
+per-seed values, the difference of the first two arms' means and, when both have the same
+number of seeds (paired in the order given), the two-sided p-value of a paired t-test.
+
+    python benchmarks/compare_runs.py --records docs/results/cpu_scale_runs.jsonl \
+        --arm MT-DNN mtdnn_small_s13 mtdnn_small_s14 runs/issue4/mtdnn_small_s15 ...
+
+A run that is not a directory is looked up by name in the ``--records`` file (one JSON line per
+run: ``{"run": NAME, "evaluations": [...metrics.jsonl records...]}``), so runs whose folders are
+gone still count. ``--save-records FILE RUN_DIR...`` adds (or replaces) runs in such a file.
 """
 
 from __future__ import annotations
@@ -23,14 +31,41 @@ from pathlib import Path
 
 import numpy as np
 
+from kdnlu.bench.stats import paired_t_test
 from kdnlu.metrics import task_average, task_score
 
 Results = dict[str, dict[str, float]]
+RECORDS: dict[str, list[dict]] = {}  # run name -> its evaluations, from --records
+
+
+def evaluations(run_dir: Path) -> list[dict]:
+    if not run_dir.is_dir() and run_dir.name in RECORDS:
+        return RECORDS[run_dir.name]
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def last_evaluation(run_dir: Path) -> Results:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return json.loads(lines[-1])["dev"]
+    return evaluations(run_dir)[-1]["dev"]
+
+
+def load_records(path: Path) -> dict[str, list[dict]]:
+    if not path.is_file():
+        return {}
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {record["run"]: record["evaluations"] for record in lines}
+
+
+def save_records(path: Path, runs: list[Path]) -> None:
+    """Add each run's evaluations to ``path`` under the run's folder name (replacing one of that
+    name), keeping the file's order; written to a temporary file, then renamed."""
+    records = load_records(path)
+    for run in runs:
+        records[run.name] = evaluations(run)
+    text = "".join(json.dumps({"run": n, "evaluations": e}) + "\n" for n, e in records.items())
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def merged_evaluation(runs: str) -> Results:
@@ -72,14 +107,19 @@ def arm_table(arms: list[tuple[str, list[Results]]]) -> str:
     header = "| dev metric | " + " | ".join(f"{name} (seeds)" for name, _ in arms)
     header += " | " + " | ".join(f"{name} mean ± std" for name, _ in arms)
     diff = len(arms) >= 2
+    paired = diff and len(arms[0][1]) == len(arms[1][1]) >= 2
     header += f" | {arms[0][0]} − {arms[1][0]} |" if diff else " |"
-    lines = [header, "|" + " --- |" * (1 + 2 * len(arms) + diff)]
+    header += " paired p |" if paired else ""
+    lines = [header, "|" + " --- |" * (1 + 2 * len(arms) + diff + paired)]
     for label, per_arm in rows:
         seeds = [" / ".join(f"{v:.2f}" for v in values) for values in per_arm]
         means = [mean_std(values) for values in per_arm]
         cells = [label, *seeds, *means]
         if diff:
             cells.append(f"{np.mean(per_arm[0]) - np.mean(per_arm[1]):+.2f}")
+        if paired:
+            p = paired_t_test(per_arm[0], per_arm[1]).p
+            cells.append(f"{p:.3f}" if p is not None and not np.isnan(p) else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -90,7 +130,17 @@ def main() -> None:
     parser.add_argument(
         "--arm", nargs="+", action="append", metavar=("NAME", "SEED_RUNS"), default=[]
     )
+    parser.add_argument("--records", type=Path, help="JSON lines of runs whose folders are gone")
+    parser.add_argument(
+        "--save-records", type=Path, metavar="FILE", help="add the given run dirs to FILE"
+    )
     args = parser.parse_args()
+    if args.records:
+        RECORDS.update(load_records(args.records))
+    if args.save_records:
+        save_records(args.save_records, args.runs)
+        print(f"{len(args.runs)} run(s) recorded in {args.save_records}")
+        return
     if args.arm:
         arms = [(name, [merged_evaluation(seed) for seed in seeds]) for name, *seeds in args.arm]
         for name, seeds in arms:

@@ -30,9 +30,22 @@ def head_outputs(task: Task, loss: Loss) -> int:
     return 1 if getattr(loss, "target", None) == "group" else task.num_outputs
 
 
+def check_max_lengths(recipe: Recipe, limit: int | None) -> None:
+    """Every task's max_length must fit the encoder's position embeddings (``limit`` tokens;
+    None: the encoder sets no limit), or its first long row would stop the run."""
+    for key, spec in recipe.tasks.items():
+        if limit is not None and spec.options.max_length > limit:
+            raise KdnluError(
+                f"tasks.{key}.max_length is {spec.options.max_length}, but encoder "
+                f"'{recipe.encoder.name}' has position embeddings for {limit} tokens; set it "
+                f"to at most {limit}"
+            )
+
+
 def build_model(recipe: Recipe, tasks: dict[str, Task]) -> MultiTaskModel:
     """The shared encoder and one head per task, from the registries."""
     encoder = ENCODERS.get(recipe.encoder.name).build(recipe.encoder.config)
+    check_max_lengths(recipe, getattr(encoder, "max_length", None))
     losses = build_losses(recipe)
     heads = {}
     for key, spec in recipe.tasks.items():
@@ -47,6 +60,7 @@ def build_model(recipe: Recipe, tasks: dict[str, Task]) -> MultiTaskModel:
                 f"task {key} needs with loss '{spec.loss.name}': {exc}"
             ) from None
     for key, head in heads.items():
+        start_pooler(key, head, encoder)
         level, wanted = getattr(head, "level", "sequence"), tasks[key].level
         if level != wanted:
             gives = "one output per token" if level == "token" else "one output per row"
@@ -56,6 +70,23 @@ def build_model(recipe: Recipe, tasks: dict[str, Task]) -> MultiTaskModel:
                 f"task '{tasks[key].name}' {needs}; use e.g. head: {tasks[key].default_head}"
             )
     return MultiTaskModel(encoder, heads)
+
+
+def start_pooler(key: str, head: Any, encoder: Any) -> None:
+    """A head with a pooler layer starts from the checkpoint's pretrained pooler, if any."""
+    pooler = getattr(head, "pooler", None)
+    if pooler is None:
+        return
+    reader = getattr(encoder, "pretrained_pooler", None)
+    weights = reader() if reader is not None else None
+    if weights is None:
+        log.warning(
+            "tasks.%s.head: pooling 'pooler' but the encoder has no pretrained pooler; its "
+            "pooler layer starts from random weights",
+            key,
+        )
+        return
+    pooler.dense.load_state_dict(weights)
 
 
 def encode_split(

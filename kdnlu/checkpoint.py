@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
@@ -32,14 +33,31 @@ def save_checkpoint(
             atomic_write_text(staging / STATE, json.dumps(state, indent=2) + "\n")
             if training is not None:
                 atomic_write(staging / TRAINING_STATE, lambda tmp: torch.save(training, tmp))
-    except OSError as exc:
+    # safetensors and torch.save report a full disk (or ulimit -f) as their own errors
+    except (OSError, SafetensorError, RuntimeError) as exc:
         kept = "the previous one is kept" if folder.exists() else "there is no earlier one"
         raise KdnluError(
-            f"cannot write checkpoint {folder} ({exc.strerror or exc}); {kept}. Free disk space "
+            f"cannot write checkpoint {folder} ({short_reason(exc)}); {kept}. Free disk space "
             "or fix the folder's permissions"
         ) from None
 
 
+def short_reason(exc: BaseException) -> str:
+    """What a failed write or read says, in a few words: the system's reason where it gives one."""
+    if isinstance(exc, OSError):
+        return str(exc.strerror or exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
 def load_weights(folder: Path, model: nn.Module) -> None:
-    """Load safetensors weights from a checkpoint folder into ``model`` (strict)."""
-    load_model(model, str(folder / WEIGHTS))
+    """Load safetensors weights from a checkpoint folder into ``model`` (strict); a file that
+    is not safetensors (truncated, replaced) is a ``KdnluError`` naming it."""
+    path = folder / WEIGHTS
+    try:
+        load_model(model, str(path))
+    except SafetensorError as exc:
+        raise KdnluError(
+            f"{path} is not a readable safetensors file (truncated or replaced?): "
+            f"{short_reason(exc)}"
+        ) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -21,6 +22,8 @@ from kdnlu.registry import REGISTRIES
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+# a full disk, a quota, ulimit -f, a read-only file system: the user's to fix, not a bug
+WRITE_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
 
 class TqdmHandler(logging.Handler):
@@ -54,6 +57,16 @@ def run_guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:
+        if exc.errno not in WRITE_FAILURES or getattr(args, "debug", False):
+            raise
+        print(
+            f"error: cannot write {exc.filename or 'a file'} ({exc.strerror}); the files "
+            "written before it are whole (each is written under a temporary name, then "
+            "renamed). Free disk space (or fix permissions), then run the same command again",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
 
 
 def add_set_arg(parser: argparse.ArgumentParser, help: str) -> None:
@@ -263,6 +276,7 @@ def _teach(args: argparse.Namespace) -> int:
         device=args.device,
         checkpoint=args.checkpoint,
         shard_rows=args.shard_rows,
+        keep_best=args.keep_best,
     )
     stores = teach(args.teachers, args.out, args.tasks, options, progress=not args.quiet)
     print(f"{len(stores)} logit store(s) under {args.out}:")
@@ -298,6 +312,13 @@ def teach_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", default="auto", choices=["auto", "best", "last"])
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--shard-rows", type=int, default=65536)
+    parser.add_argument(
+        "--keep-best",
+        type=int,
+        metavar="K",
+        help="per task, store only the K teachers with the best dev scores at their stored "
+        "checkpoints (e.g. train 6, keep 3, as MT-DNN-KD did)",
+    )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
@@ -305,16 +326,24 @@ def teach_parser() -> argparse.ArgumentParser:
 
 
 def _store_inspect(args: argparse.Namespace) -> int:
-    from kdnlu.store import HEADER, LogitStore, describe_store
+    from kdnlu.store import HEADER, PROGRESS, LogitStore, describe_store
 
     root = Path(args.store)
     folders = (
         [root] if (root / HEADER).is_file() else sorted(p.parent for p in root.glob(f"**/{HEADER}"))
     )
-    if not folders:
-        LogitStore.open(root)  # raises the reason (unfinished, or not a store)
+    unfinished = sorted(p.parent for p in root.glob(f"**/{PROGRESS}") if p.parent not in folders)
+    if not folders and not unfinished:
+        LogitStore.open(root)  # raises the reason (not a store)
     stores = [LogitStore.open(f, verify=not args.no_verify) for f in folders]
-    print("\n\n".join(describe_store(store) for store in stores))
+    if stores:
+        print("\n\n".join(describe_store(store) for store in stores))
+    if unfinished:
+        raise KdnluError(
+            f"unfinished: {', '.join(str(f) for f in unfinished)} (a write was interrupted); "
+            "rerun the kdnlu-teach command that wrote it (same teachers, tasks and --out) to "
+            "finish it"
+        )
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -138,14 +139,19 @@ def coerce(tp: Any, value: Any, path: KeyPath, ctx: Context) -> Any:
             return value
         raise ctx.error(path, f"{key}: expected an integer, got {_got(value)}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 5e-5 (no dot) as text
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads 5e-5 (no dot) as text
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ctx.error(path, f"{key}: expected a number, got {_got(value)}")
+        if number is None:
+            raise ctx.error(path, f"{key}: expected a number, got {_got(value)}")
+        if not math.isfinite(number):  # .nan, .inf: never a setting, always a slip
+            raise ctx.error(path, f"{key}: expected a finite number, got {value}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return str(value)

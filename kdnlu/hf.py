@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +47,40 @@ def load_tokenizer(path: str) -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(checkpoint_dir(path)))
+
+
+def encoder_blocks(model: Any) -> Any:
+    """The list of Transformer layers of a Hugging Face encoder (BERT, RoBERTa, XLM-R, DeBERTa:
+    ``encoder.layer``; DistilBERT: ``transformer.layer``), or ``None`` when it has no such list
+    (ALBERT shares one layer's weights across its depth)."""
+    from torch import nn
+
+    base = getattr(model, "base_model", model)
+    for owner in ("encoder", "transformer"):
+        blocks = getattr(getattr(base, owner, None), "layer", None)
+        if isinstance(blocks, nn.ModuleList):
+            return getattr(base, owner)
+    return None
+
+
+def keep_layers(model: Any, layers: Sequence[int], where: str) -> None:
+    """Keep only the encoder layers ``layers`` (in that order) of ``model``, in place: a
+    shallower model whose every kept layer is the checkpoint's own, saved with its new depth."""
+    from torch import nn
+
+    owner = encoder_blocks(model)
+    if owner is None:
+        raise KdnluError(
+            f"{where}: cannot choose layers of a {model.config.model_type} model: it has no "
+            "list of separate layers (encoder.layer); use a checkpoint of the depth you want"
+        )
+    total = len(owner.layer)
+    bad = [i for i in layers if not 0 <= i < total]
+    if bad:
+        raise KdnluError(
+            f"{where}: layers {bad} do not exist: the checkpoint has layers 0-{total - 1}"
+        )
+    owner.layer = nn.ModuleList(owner.layer[i] for i in layers)
+    for key in ("num_hidden_layers", "n_layers"):  # DistilBERT calls it n_layers
+        if hasattr(model.config, key):
+            setattr(model.config, key, len(layers))

@@ -78,6 +78,12 @@ def compute_metrics(
     return values
 
 
+def higher_is_better(names: Sequence[str]) -> bool:
+    """The direction of a task's score over metrics ``names`` (see ``task_score``): higher is
+    better unless every one of them is lower-is-better."""
+    return not names or any(greater_is_better(name) for name in names)
+
+
 def task_score(metrics: Mapping[str, float]) -> tuple[float, bool]:
     """One task's score and whether higher is better.
 
@@ -86,10 +92,9 @@ def task_score(metrics: Mapping[str, float]) -> tuple[float, bool]:
     """
     if not metrics:
         raise ValueError("no metric values")
-    higher = [v for name, v in metrics.items() if greater_is_better(name)]
-    if higher:
-        return float(np.mean(higher)), True
-    return float(np.mean(list(metrics.values()))), False
+    if not higher_is_better(list(metrics)):
+        return float(np.mean(list(metrics.values()))), False
+    return float(np.mean([v for name, v in metrics.items() if greater_is_better(name)])), True
 
 
 def task_average(results: Mapping[str, Mapping[str, float]]) -> float:

@@ -128,6 +128,8 @@ def write_predictions(
     from kdnlu.build import build_losses
     from kdnlu.run_control import pick_device
 
+    if out_dir.exists() and not out_dir.is_dir():
+        raise KdnluError(f"--out {out_dir} is a file; give a folder (it is made if missing)")
     target_device = pick_device(device)
     run.model.to(target_device)
     losses = build_losses(run.recipe)

@@ -228,11 +228,21 @@ def _base_line(path: Path) -> int:
 def _deep_merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in child.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if _switches_component(key, out.get(key), value):
+            out[key] = copy.deepcopy(value)  # another component: the base's settings are not its
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def _switches_component(key: str, base: Any, child: Any) -> bool:
+    """Whether a child recipe names another component (encoder, sampler, head, loss) than its
+    base does at ``key``."""
+    if key not in COMPONENT_KEYS or not isinstance(base, dict) or not isinstance(child, dict):
+        return False
+    return "name" in child and child["name"] != base.get("name")
 
 
 def _apply_override(

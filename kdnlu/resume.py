@@ -9,21 +9,26 @@ tensors and plain containers only, so a tampered file cannot run code.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import pickle
 import random
+import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from kdnlu.callbacks import TrainState
-from kdnlu.checkpoint import TRAINING_STATE, load_weights
+from kdnlu.checkpoint import STATE, TRAINING_STATE, WEIGHTS, load_weights
+from kdnlu.data import EncodedSplit
 from kdnlu.errors import KdnluError
-from kdnlu.rundir import atomic_write_text, recover_swap
+from kdnlu.rundir import atomic_write_text, recover_swap, staged_dir
 
 FORMAT = 1
 
@@ -97,6 +102,7 @@ def capture(
     sampler_rng: random.Random,
     batch_rng: random.Random,
     queues: dict[str, list[list[int]]],
+    inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The loop's whole state after ``step`` optimizer steps, as safe-to-load data."""
     return {
@@ -124,6 +130,7 @@ def capture(
             "batches": python_state(batch_rng),
         },
         "queues": queues,
+        **({"inputs": inputs} if inputs is not None else {}),
     }
 
 
@@ -131,6 +138,13 @@ def load_training_state(folder: Path) -> dict[str, Any]:
     """Read ``folder/training.pt`` safely; errors say what is wrong with it."""
     if recover_swap(folder):
         log.warning("%s: finished the interrupted save of this checkpoint", folder)
+    if not folder.is_dir():
+        run_dir = folder.parents[1]
+        raise KdnluError(
+            f"{run_dir} has no checkpoint to resume from ({folder} does not exist): it stopped "
+            "before its first one was saved (train.checkpoint_every saves them as it goes); "
+            f"start it again with kdnlu-train {run_dir}/recipe.yaml"
+        )
     path = folder / TRAINING_STATE
     if not path.is_file():
         raise KdnluError(
@@ -155,6 +169,76 @@ def read_state_file(path: Path) -> Any:
         ) from None
     except (RuntimeError, EOFError, OSError) as exc:
         raise KdnluError(f"{path} cannot be read (truncated or damaged?): {exc}") from None
+
+
+def split_fingerprint(split: EncodedSplit) -> str:
+    """SHA-256 over a tokenised split's arrays: token ids, offsets and labels."""
+    digest = hashlib.sha256()
+    for array in (split.ids, split.type_ids, split.offsets, split.labels, split.token_labels):
+        if array is not None:
+            array = np.ascontiguousarray(array)
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(array.data)
+    return digest.hexdigest()
+
+
+def run_inputs(
+    recipe_yaml: str, train: Mapping[str, EncodedSplit], evaluation: Mapping[str, EncodedSplit]
+) -> dict[str, Any]:
+    """What a run trains on, recorded in its checkpoints so that a resume can check it: the
+    resolved recipe and a fingerprint of every split it reads."""
+    data = {f"{k} (train)": split_fingerprint(s) for k, s in train.items()}
+    data.update({f"{k} (evaluation)": split_fingerprint(s) for k, s in evaluation.items()})
+    return {"recipe": recipe_yaml, "data": data}
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flat(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def check_inputs(saved: dict[str, Any], inputs: dict[str, Any], run_dir: Path) -> None:
+    """Refuse to resume a run whose recipe.yaml or data changed since it started, naming what
+    changed (checkpoints from before inputs were recorded are not checked)."""
+    recorded = saved.get("inputs")
+    if not isinstance(recorded, dict):
+        return
+    was, now = _flat(yaml.safe_load(recorded["recipe"])), _flat(yaml.safe_load(inputs["recipe"]))
+    changes = [
+        f"{key} {was.get(key, '(unset)')!r} -> {now.get(key, '(unset)')!r}"
+        for key in [*was, *(k for k in now if k not in was)]
+        if was.get(key) != now.get(key)
+    ]
+    names = [*recorded["data"], *(k for k in inputs["data"] if k not in recorded["data"])]
+    data = [n for n in names if recorded["data"].get(n) != inputs["data"].get(n)]
+    found = []
+    if changes:
+        found.append(f"{run_dir}/recipe.yaml changed ({'; '.join(changes)})")
+    if data:
+        found.append(f"the data of {', '.join(data)} changed")
+    if found:
+        raise KdnluError(
+            f"{run_dir} cannot be resumed: since it started, {' and '.join(found)}. Put back "
+            "what it started with to resume it, or start a new run with the new values "
+            f"(kdnlu-train {run_dir}/recipe.yaml)"
+        )
+
+
+def check_queues(saved: dict[str, Any], sizes: Mapping[str, int], run_dir: Path) -> None:
+    """The rows a checkpoint's pending batches name must still be there (data that shrank)."""
+    for key, batches in saved["queues"].items():
+        largest = max((max(b) for b in batches if b), default=-1)
+        if key not in sizes or largest >= sizes[key]:
+            have = f"has {sizes[key]} rows" if key in sizes else "is no longer trained"
+            raise KdnluError(
+                f"{run_dir} cannot be resumed: its checkpoint goes on with row {largest} of task "
+                f"{key}'s training data, which now {have}; the data changed since the run "
+                f"started. Put it back, or start a new run (kdnlu-train {run_dir}/recipe.yaml)"
+            )
 
 
 def restore_generators(
@@ -195,6 +279,7 @@ def restore_run(
     drop metrics.jsonl lines written after that checkpoint. Where the loop goes on."""
     step, kept = saved["step"], saved["train_state"]
     point = loop_position(saved)
+    restore_missing_best(run_dir, step, kept["best_step"])
     if step > state.total_steps:
         raise KdnluError(
             f"{run_dir}: its checkpoint is at step {step}, but the recipe trains "
@@ -221,6 +306,28 @@ def restore_run(
     state.window_scalars = {k: list(v) for k, v in kept["window_scalars"].items()}
     truncate_metrics(run_dir / "metrics.jsonl", step)
     return point
+
+
+def restore_missing_best(run_dir: Path, step: int, best_step: int | None) -> None:
+    """Rewrite a missing ``checkpoints/best`` (a crash between an evaluation's two saves, in
+    runs that saved ``last`` first): when ``last`` was saved at that very evaluation, it holds
+    the best weights and state."""
+    checkpoints = run_dir / "checkpoints"
+    recover_swap(checkpoints / "best")
+    if best_step is None or (checkpoints / "best" / WEIGHTS).is_file():
+        return
+    if best_step != step:
+        log.warning(
+            "%s: the best checkpoint (step %d) is missing and cannot be rewritten; the next "
+            "evaluation that improves writes a new one",
+            checkpoints / "best",
+            best_step,
+        )
+        return
+    with staged_dir(checkpoints / "best", replace=True) as staging:
+        for name in (WEIGHTS, STATE):
+            shutil.copyfile(checkpoints / "last" / name, staging / name)
+    log.warning("%s: rewrote the missing best checkpoint from last (step %d)", run_dir, step)
 
 
 def truncate_metrics(path: Path, step: int) -> None:

@@ -55,8 +55,10 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a failed write() names no file; the message should
         raise
 
 
@@ -97,9 +99,12 @@ def recover_swap(target: Path) -> bool:
     In that window ``target`` is missing, the old folder is ``.<name>.<id>.retired`` and the new,
     complete one is ``.<name>.<id>.staging``: the new one becomes ``target``. Without such a pair
     (the new one is gone), the newest retired folder comes back. Other retired leftovers are
-    deleted. Returns whether ``target`` was restored; does nothing when ``target`` exists.
+    deleted. Returns whether ``target`` was restored; when ``target`` exists, a crash during the
+    clean-up may have left retired folders beside it: they are deleted.
     """
     if target.exists():
+        for leftover in target.parent.glob(f".{target.name}.*.retired"):
+            shutil.rmtree(leftover, ignore_errors=True)
         return False
     retired = sorted(
         target.parent.glob(f".{target.name}.*.retired"), key=lambda p: p.stat().st_mtime
@@ -118,10 +123,15 @@ def recover_swap(target: Path) -> bool:
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line (a single write, so a crash never leaves half a record)."""
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, sort_keys=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
 
 
 def create_run_dir(output_dir: str, name: str) -> Path:

@@ -7,6 +7,13 @@ from typing import Literal
 
 from kdnlu.config import FieldError, path_field
 
+SEED_LIMIT = 2**32  # numpy's generators take seeds in [0, 2**32)
+
+
+def check_seed(field_name: str, value: int) -> None:
+    if not 0 <= value < SEED_LIMIT:
+        raise FieldError(field_name, f"must be in [0, 2**32), got {value}")
+
 
 @dataclass(frozen=True)
 class TaskOptions:
@@ -31,6 +38,7 @@ class TaskOptions:
     optional: bool = False
 
     def __post_init__(self) -> None:
+        check_seed("sample_seed", self.sample_seed)
         if self.max_length < 8:
             raise ValueError(f"max_length must be at least 8, got {self.max_length}")
         for key in ("train_rows", "eval_rows", "train_sample"):
@@ -60,6 +68,7 @@ class TrainConfig:
     eval_each_epoch: bool = True
     checkpoint_every: int | None = None
     on_nonfinite_loss: Literal["error", "skip"] = "error"
+    max_skipped_fraction: float = 0.1
     best_metric: str = "average"
     patience: int | None = None
     seed: int = 13
@@ -76,12 +85,17 @@ class TrainConfig:
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise FieldError(key, f"must be >= 1 or null, got {value}")
+        check_seed("seed", self.seed)
         if self.lr <= 0:
             raise FieldError("lr", f"must be > 0, got {self.lr}")
         if not 0.0 <= self.warmup < 1.0:
             raise FieldError("warmup", f"must be a fraction in [0, 1), got {self.warmup}")
         if self.grad_clip < 0:
             raise FieldError("grad_clip", f"must be >= 0 (0 disables), got {self.grad_clip}")
+        if not 0.0 <= self.max_skipped_fraction <= 1.0:
+            raise FieldError(
+                "max_skipped_fraction", f"must be in [0, 1], got {self.max_skipped_fraction}"
+            )
         if self.weight_decay < 0:
             raise FieldError("weight_decay", f"must be >= 0, got {self.weight_decay}")
         if not self.eval_each_epoch and self.eval_every is None:
@@ -154,3 +168,12 @@ class RecipeHeader:
     output_dir: str = "runs"
     cache_dir: str | None = path_field(None)
     imports: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        name = self.name
+        if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
+            raise FieldError(
+                "name",
+                f"must be one folder name (the run directory is output_dir/name): not empty, "
+                f"'.' or '..', and without '/' or '\\'; got {name!r}",
+            )

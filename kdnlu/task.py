@@ -82,24 +82,44 @@ class BadRows:
             log.warning(text)
 
 
-def parse_label(value: object, label_names: tuple[str, ...] | None, task: str) -> int | float:
+def shorten(text: str, limit: int = 200) -> str:
+    """``text`` as quoted in a message: cut to ``limit`` characters (a whole file read as one
+    line must not become the message)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+FLOAT32_MAX = 3.4028234663852886e38  # a larger score is infinite once batched as float32
+
+
+def parse_label(
+    value: object,
+    label_names: tuple[str, ...] | None,
+    task: str,
+    score_range: tuple[float, ...] | None = None,
+) -> int | float:
     """A class index (position of the label string in ``label_names``) or, for regression
-    (``label_names`` None), a finite float. Raises ``ValueError`` with the reason otherwise.
+    (``label_names`` None), a finite float (within ``score_range`` ``(low, high)`` when the
+    task declares one). Raises ``ValueError`` with the reason otherwise.
 
     Non-string values (JSON numbers and booleans) are compared in their JSON spelling, so the
     JSON number ``1`` matches the label ``"1"``.
     """
     if label_names is None:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise ValueError(f"label {value!r} is not a number (task {task} is a regression task)")
+            raise ValueError(
+                f"label {shorten(repr(value))} is not a number (task {task} is a regression task)"
+            )
         try:
             score = float(value)
         except ValueError:
             raise ValueError(
-                f"label '{value}' is not a number (task {task} is a regression task)"
+                f"label '{shorten(str(value))}' is not a number (task {task} is a regression task)"
             ) from None
-        if not math.isfinite(score):
-            raise ValueError(f"label '{value}' is not a finite number")
+        if not math.isfinite(score) or abs(score) > FLOAT32_MAX:
+            raise ValueError(f"label '{value}' is not a finite number (in float32, as trained)")
+        if score_range is not None and not score_range[0] <= score <= score_range[-1]:
+            low, high = score_range[0], score_range[-1]
+            raise ValueError(f"score {value} is outside task {task}'s range {low:g} to {high:g}")
         return score
     if isinstance(value, str):
         text = value
@@ -111,7 +131,8 @@ def parse_label(value: object, label_names: tuple[str, ...] | None, task: str) -
         text = repr(value)
     if text not in label_names:
         raise ValueError(
-            f"unknown label '{text}' for task {task}; expected one of {', '.join(label_names)}"
+            f"unknown label '{shorten(text)}' for task {task}; expected one of "
+            f"{', '.join(label_names)}"
         )
     return label_names.index(text)
 

@@ -7,7 +7,9 @@ read exactly the same examples (checked by fingerprint) and give as many outputs
 
 from __future__ import annotations
 
+import json
 import logging
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +18,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from kdnlu.checkpoint import WEIGHTS
+from kdnlu.checkpoint import STATE, WEIGHTS
 from kdnlu.data import encode_examples
 from kdnlu.errors import KdnluError
-from kdnlu.evaluation import predict_outputs
+from kdnlu.evaluation import eval_name, predict_outputs
+from kdnlu.lock import lock_folder
+from kdnlu.metrics import higher_is_better, task_score
+from kdnlu.nonfinite import nonfinite_weights
 from kdnlu.store import (
     LogitStore,
     StoreSpec,
@@ -45,6 +50,7 @@ class TeachOptions:
     device: str = "auto"
     checkpoint: str = "auto"
     shard_rows: int = 65536
+    keep_best: int | None = None  # per task, only the teachers with the best dev scores
 
 
 def teacher_identity(run: TrainedRun) -> str:
@@ -91,6 +97,57 @@ def check_teachers(runs: Sequence[TrainedRun], tasks: Sequence[str] | None) -> l
     return keys
 
 
+def check_finite_weights(run: TrainedRun) -> None:
+    """A teacher whose weights hold NaN or infinite values is named before anything is written
+    (its outputs would be refused shard by shard, and a rerun would fail the same way)."""
+    broken = nonfinite_weights(run.model)
+    if broken:
+        raise KdnluError(
+            f"teacher {run.run_dir} ({run.checkpoint}) has NaN or infinite weights in "
+            f"{len(broken)} tensor(s), e.g. {broken[0]}; leave it out of the teachers, or "
+            "retrain it"
+        )
+
+
+def teacher_dev_score(run: TrainedRun, key: str) -> float | None:
+    """A teacher's dev score on one task at the checkpoint it is stored from: the task's score
+    (``kdnlu.metrics.task_score``, over its evaluation splits), as that checkpoint recorded
+    it."""
+    try:
+        dev = json.loads((run.checkpoint / STATE).read_text("utf-8")).get("dev") or {}
+    except (OSError, ValueError):
+        return None
+    task = run.tasks[key]
+    names = [eval_name(key, split, task) for split in task.eval_splits]
+    if not names or any(name not in dev for name in names):
+        return None
+    return statistics.mean(task_score(dev[name])[0] for name in names)
+
+
+def best_teachers(runs: Sequence[TrainedRun], key: str, keep: int) -> list[int]:
+    """Indices of the ``keep`` teachers with the best dev scores on ``key`` (ties: the order
+    given), in the order given (the paper's selection: train several, keep the best)."""
+    if not 1 <= keep <= len(runs):
+        raise KdnluError(f"--keep-best {keep}: give a number from 1 to {len(runs)} (the teachers)")
+    scores = [teacher_dev_score(run, key) for run in runs]
+    missing = [str(run.run_dir) for run, score in zip(runs, scores, strict=True) if score is None]
+    if missing:
+        raise KdnluError(
+            f"--keep-best ranks teachers by their dev score on {key} at the checkpoint stored, "
+            f"but {', '.join(missing)} recorded none there (trained without evaluation?)"
+        )
+    sign = -1.0 if higher_is_better(runs[0].tasks[key].metrics) else 1.0  # errors: lowest first
+    ranked = sorted(range(len(runs)), key=lambda i: sign * scores[i])[:keep]  # sorted() is stable
+    chosen = sorted(ranked)
+    kept = ", ".join(f"{runs[i].run_dir.name} ({scores[i]:.2f})" for i in chosen)
+    dropped = ", ".join(
+        f"{runs[i].run_dir.name} ({scores[i]:.2f})" for i in range(len(runs)) if i not in chosen
+    )
+    log.info("%s: keeping the %d best teachers by dev score: %s; leaving out %s", key, keep, kept,
+             dropped)  # fmt: skip
+    return chosen
+
+
 def _read(run: TrainedRun, key: str, split: str) -> list[Example]:
     return run.tasks[key].read(split, on_bad_row=run.recipe.tasks[key].options.on_bad_row)
 
@@ -108,6 +165,8 @@ def teach(
     if not teacher_dirs:
         raise KdnluError("give at least one teacher run directory")
     runs = [load_trained(d, options.checkpoint) for d in teacher_dirs]
+    for run in runs:
+        check_finite_weights(run)
     keys = check_teachers(runs, tasks)
     device = pick_device(options.device)
     for run in runs:
@@ -117,9 +176,16 @@ def teach(
         raise KdnluError("the same teacher checkpoint is given twice: " + ", ".join(identities))
     stores = []
     for key in keys:
+        chosen = range(len(runs))
+        if options.keep_best is not None:
+            chosen = best_teachers(runs, key, options.keep_best)
+        task_runs = [runs[i] for i in chosen]
+        task_identities = tuple(identities[i] for i in chosen)
         for split in teacher_splits(runs[0], key, options.splits):
             stores.append(
-                _teach_split(runs, identities, key, split, Path(out), options, device, progress)
+                _teach_split(
+                    task_runs, task_identities, key, split, Path(out), options, device, progress
+                )
             )
     return stores
 
@@ -161,16 +227,46 @@ def _teach_split(
         shard_rows=options.shard_rows,
     )
     folder = out / key / split
+    with lock_folder(folder, "logit store"):
+        try:
+            return _write_store(runs, examples, folder, spec, options, device, progress)
+        except OSError as exc:  # a full disk, ulimit -f, a folder turned read-only
+            raise KdnluError(
+                f"cannot write logit store {folder} ({exc.strerror or exc}); the shards written "
+                "so far are kept. Free disk space (or fix the folder's permissions), then run "
+                "the same kdnlu-teach command again to finish it"
+            ) from None
+
+
+def _write_store(
+    runs: Sequence[TrainedRun],
+    examples: list[Example],
+    folder: Path,
+    spec: StoreSpec,
+    options: TeachOptions,
+    device: torch.device,
+    progress: bool,
+) -> LogitStore:
+    """Write (or finish) one store; the caller holds its folder's lock."""
+    key = spec.task
     writer = StoreWriter(folder, spec)
     pending = writer.pending
     if len(pending) < spec.shards:
         done = spec.shards - len(pending)
         log.info("%s: resuming, %d of %d shards already written", folder, done, spec.shards)
-    bar = tqdm(total=len(pending), desc=f"{key}/{split}", unit="shard", disable=not progress)
+    bar = tqdm(total=len(pending), desc=f"{key}/{spec.split}", unit="shard", disable=not progress)
     for shard in pending:
         rows = spec.shard_range(shard)
         chunk = examples[rows.start : rows.stop]
-        outputs = np.stack([_outputs(run, key, chunk, options, device) for run in runs], axis=1)
+        per_teacher = [_outputs(run, key, chunk, options, device) for run in runs]
+        for run, teacher_outputs in zip(runs, per_teacher, strict=True):
+            if not np.isfinite(teacher_outputs).all():
+                raise KdnluError(
+                    f"teacher {run.run_dir} gives NaN or infinite {key} outputs on rows "
+                    f"{rows.start} to {rows.stop - 1} of {spec.split}; leave it out of the "
+                    "teachers (and write to a new --out), or retrain it"
+                )
+        outputs = np.stack(per_teacher, axis=1)
         labels = np.array(
             [np.nan if ex.label is None else float(ex.label) for ex in chunk], dtype=np.float32
         )
@@ -184,7 +280,7 @@ def _teach_split(
         bar.update(1)
     bar.close()
     store = writer.finish()
-    log.info("%s: %d rows x %d teachers x %d outputs", folder, spec.rows, len(runs), classes)
+    log.info("%s: %d rows x %d teachers x %d outputs", folder, spec.rows, len(runs), spec.classes)
     return store
 
 

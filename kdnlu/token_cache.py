@@ -2,7 +2,8 @@
 
 An entry is keyed by the tokenizer (its full serialised vocabulary and settings), the data file's
 content hash, the maximum length and the reading options, so changing any of them builds a new
-entry; nothing is trusted by file name or modification time.
+entry; nothing is trusted by file name or modification time. Each array's SHA-256 is checked on
+open: an entry changed on disk is rebuilt.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from kdnlu.rundir import file_sha256, staged_dir
 
 log = logging.getLogger("kdnlu.data")
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: meta.json holds each array's SHA-256
 ARRAYS = ("ids", "type_ids", "offsets", "labels", "groups", "token_labels")
 CACHE_ENV = "KDNLU_CACHE_DIR"
 
@@ -108,6 +109,7 @@ class TokenCache:
                     np.save(staging / f"{name}.npy", array)
                 meta = {
                     **meta,
+                    "sha256": {name: file_sha256(staging / f"{name}.npy") for name in arrays},
                     "rows": len(split),
                     "pad_id": split.pad_id,
                     "token_level": split.token_level,
@@ -133,6 +135,9 @@ class TokenCache:
                 raise ValueError("token labels are truncated")
         else:
             arrays["token_labels"] = None
+        for name, expected in meta["sha256"].items():  # arrays replaced in place, same size
+            if file_sha256(folder / f"{name}.npy") != expected:
+                raise ValueError(f"{name}.npy does not match its checksum in meta.json")
         notes = tuple(meta.get("notes", ()))
         for note in notes:  # what the build warned about still holds for this entry
             log.warning(note)

@@ -9,6 +9,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,15 +34,20 @@ from kdnlu.data import collate
 from kdnlu.distributed import World, join_world, leave_world
 from kdnlu.errors import KdnluError, TrainingError, TrainingInterrupted
 from kdnlu.evaluation import eval_name, evaluate, is_improvement, label_dtype, select_score
+from kdnlu.lock import lock_folder
+from kdnlu.nonfinite import check_skipped, check_weights
 from kdnlu.optim import linear_schedule, make_optimizer
 from kdnlu.recipe import Recipe
 from kdnlu.registry import SAMPLERS
 from kdnlu.resume import (
     LoopPosition,
     capture,
+    check_inputs,
+    check_queues,
     load_training_state,
     restore_generators,
     restore_run,
+    run_inputs,
 )
 from kdnlu.run_control import (
     amp_dtype_for,
@@ -84,8 +90,8 @@ def train(
     """
     world, device_choice = join_world(recipe.train.device)  # under torchrun: one rank of many
     try:
-        with deterministic_algorithms(recipe.train.deterministic):
-            return _train(recipe, progress, callbacks, resume_from, world, device_choice)
+        with deterministic_algorithms(recipe.train.deterministic), ExitStack() as held:
+            return _train(recipe, progress, callbacks, resume_from, world, device_choice, held)
     finally:
         leave_world(world)
 
@@ -107,7 +113,9 @@ def _train(
     resume_from: str | Path | None,
     world: World,
     device_choice: str,
+    held: ExitStack,
 ) -> RunResult:
+    """The run itself; ``held`` keeps the run dir's writer lock until the run ends."""
     started = time.time()
     cfg = recipe.train
     set_seed(cfg.seed)
@@ -160,10 +168,12 @@ def _train(
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
     resumed = resume_from is not None
+    inputs = run_inputs(recipe.to_yaml(), train_splits, eval_splits)
     if resume_from is None:
         # everything that reads data or could reject the recipe has run: only now make the run dir
         if world.is_main:
             run_dir = create_run_dir(recipe.output_dir, recipe.name)
+            held.enter_context(lock_folder(run_dir, "run directory"))
             atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
             environment = json.dumps(environment_record(), indent=2) + "\n"
             atomic_write_text(run_dir / "env.json", environment)
@@ -172,7 +182,11 @@ def _train(
         state = TrainState(run_dir=run_dir, total_steps=total_steps)
     else:
         run_dir = Path(resume_from)
+        if world.is_main:
+            held.enter_context(lock_folder(run_dir, "run directory"))
         saved = load_training_state(run_dir / "checkpoints" / "last")
+        check_inputs(saved, inputs, run_dir)
+        check_queues(saved, {k: len(s) for k, s in train_splits.items()}, run_dir)
         state = TrainState(run_dir=run_dir, total_steps=total_steps)
         point = restore_run(saved, run_dir, model, optimizer, scheduler, scaler, state)
         restore_generators(saved, sampler_rng, batch_rng)
@@ -247,6 +261,7 @@ def _train(
             sampler_rng=sampler_rng,
             batch_rng=batch_rng,
             queues=batches.queues,
+            inputs=inputs,
         )
         if world.is_main:
             save_checkpoint(run_dir / "checkpoints" / "last", model, checkpoint_state(), training)
@@ -317,9 +332,11 @@ def _train(
                 "early stop: %s did not improve for %d evaluations", cfg.best_metric, cfg.patience
             )
             state.should_stop = True
-        save_last(resume_at)
+        # best before last: a crash between the two leaves a last that records an earlier best
+        # (which exists) and a resume that redoes this evaluation, never a recorded best missing
         if improved:
             save_checkpoint(run_dir / "checkpoints" / "best", model, checkpoint_state())
+        save_last(resume_at)
         for cb in callbacks:
             cb.on_evaluate(state, metrics)
         world.broadcast(state.should_stop)
@@ -372,6 +389,7 @@ def _train(
                     )
                 else:  # the batch adds no gradient; a step whose batches all failed changes nothing
                     state.skipped_batches += 1
+                    check_skipped(state.skipped_batches, total_steps * cfg.grad_accumulation, cfg)
                     log.warning(
                         "skipped a %s batch at step %d (epoch %d): its loss is %s (%d skipped)",
                         key,
@@ -390,6 +408,7 @@ def _train(
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
+                check_weights(model, state.step, epoch, key)
                 bar.set_postfix(task=key, loss=f"{value:.4f}", refresh=False)
                 bar.update(1)
                 for cb in callbacks:

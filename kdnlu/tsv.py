@@ -7,19 +7,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdnlu.errors import DataError
-from kdnlu.task import BadRows, Example, parse_label
+from kdnlu.task import BadRows, Example, parse_label, shorten
 
 Column = int | str
 
 
 def read_utf8(path: Path) -> str:
-    """The text of a UTF-8 file, without a leading byte-order mark; errors name file:line."""
+    """The text of a UTF-8 file, without a leading byte-order mark; errors name file:line. A
+    file whose lines end in CR alone is refused (it would read as one line)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"data file {path} does not exist") from None
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
         line = data[: exc.start + bom].count(b"\n") + 1
@@ -27,6 +28,12 @@ def read_utf8(path: Path) -> str:
             f"{path}:{line}: not valid UTF-8 ({exc.reason} at byte {exc.start + bom}); "
             "save the file as UTF-8"
         ) from None
+    if "\r" in text.rstrip("\r") and "\n" not in text:
+        raise DataError(
+            f"{path}: its lines end in a carriage return alone (CR, old Mac style), so it reads "
+            "as one line; save it with LF (or CRLF) line endings"
+        )
+    return text
 
 
 def read_tsv_rows(
@@ -124,7 +131,7 @@ def _layout_positions(
             )
         raise DataError(
             f"{path}:{line}: column '{column}'{what} not found in the header "
-            f"({', '.join(names or [])})"
+            f"({shorten(', '.join(names or []))})"
         )
 
     text_a = find("text_a", True)
@@ -144,13 +151,15 @@ def read_tsv_examples(
     task: str,
     labelled: bool,
     bad_rows: BadRows | None = None,
+    score_range: tuple[float, ...] | None = None,
 ) -> list[Example]:
     """Read every row of a TSV file as an ``Example``.
 
     ``labelled`` says the label column must be there (train and dev files); otherwise a file
     without it gives unlabelled examples (label None), as GLUE's test files do. Labels are
-    class strings from ``label_names`` or, when that is None, numbers (regression). Rows with the
-    wrong number of columns or an unknown label are reported to ``bad_rows``.
+    class strings from ``label_names`` or, when that is None, numbers (regression, within
+    ``score_range`` when given). Rows with the wrong number of columns or an unknown label are
+    reported to ``bad_rows``.
     """
     bad_rows = bad_rows if bad_rows is not None else BadRows(path)
     names, rows = read_tsv_rows(path, layout.header, bad_rows, layout.columns)
@@ -167,7 +176,7 @@ def read_tsv_examples(
         label: int | float | None = None
         if y is not None:
             try:
-                label = parse_label(fields[y], label_names, task)
+                label = parse_label(fields[y], label_names, task, score_range)
             except ValueError as exc:
                 bad_rows.report(line, str(exc))
                 continue

@@ -50,7 +50,8 @@ def load_yaml_with_locations(path: Path) -> tuple[Any, dict[KeyPath, Location]]:
     try:
         root = loader.get_single_node()
         locations: dict[KeyPath, Location] = {}
-        data = _convert(loader, root, (), str(path), locations) if root is not None else None
+        budget = _Budget(str(path))
+        data = _convert(loader, root, (), budget, locations) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -65,35 +66,93 @@ def load_yaml_with_locations(path: Path) -> tuple[Any, dict[KeyPath, Location]]:
     return data, locations
 
 
+MAX_VALUES = 100_000  # far beyond any recipe; aliases of aliases could otherwise expand forever
+
+
+class _Budget:
+    """Counts the values a document expands to, so an alias bomb stops early and clearly."""
+
+    def __init__(self, file: str) -> None:
+        self.file, self.left = file, MAX_VALUES
+
+    def spend(self, node: yaml.Node) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise RecipeError(
+                f"{self.file}:{node.start_mark.line + 1}: the recipe expands to more than "
+                f"{MAX_VALUES} values (aliases of aliases?); a recipe is far smaller"
+            )
+
+
 def _convert(
     loader: yaml.SafeLoader,
     node: yaml.Node,
     path: KeyPath,
-    file: str,
+    budget: _Budget,
     locations: dict[KeyPath, Location],
 ) -> Any:
+    budget.spend(node)
+    file = budget.file
     locations.setdefault(path, Location(file, node.start_mark.line + 1))
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if not isinstance(key, str):
-                raise RecipeError(
-                    f"{file}:{line}: key {key!r} at {format_key_path(path)} must be a string"
-                )
-            if key in out:
-                first = locations[(*path, key)].line
-                raise RecipeError(
-                    f"{file}:{line}: key '{format_key_path((*path, key))}' appears twice "
-                    f"(first at line {first}); keep one of them"
-                )
-            locations[(*path, key)] = Location(file, line)
-            out[key] = _convert(loader, value_node, (*path, key), file, locations)
-        return out
+        return _convert_mapping(loader, node, path, budget, locations)
     if isinstance(node, yaml.SequenceNode):
         return [
-            _convert(loader, item, (*path, i), file, locations) for i, item in enumerate(node.value)
+            _convert(loader, item, (*path, i), budget, locations)
+            for i, item in enumerate(node.value)
         ]
     return loader.construct_object(node, deep=True)
+
+
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _convert_mapping(
+    loader: yaml.SafeLoader,
+    node: yaml.MappingNode,
+    path: KeyPath,
+    budget: _Budget,
+    locations: dict[KeyPath, Location],
+) -> dict[str, Any]:
+    """A mapping's keys. A merge key (``<<: *base``, or a list of bases) brings in keys that
+    those written beside it override, the first base winning over later ones; merges are
+    expanded here rather than by PyYAML so that the value budget counts every copy."""
+    file = budget.file
+    out: dict[str, Any] = {}
+    for key_node, value_node in node.value:
+        if key_node.tag == MERGE_TAG:
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if not isinstance(key, str):
+            raise RecipeError(
+                f"{file}:{line}: key {key!r} at {format_key_path(path)} must be a string"
+            )
+        if key in out:
+            first = locations[(*path, key)].line
+            raise RecipeError(
+                f"{file}:{line}: key '{format_key_path((*path, key))}' appears twice "
+                f"(first at line {first}); keep one of them"
+            )
+        locations[(*path, key)] = Location(file, line)
+        out[key] = _convert(loader, value_node, (*path, key), budget, locations)
+    merged: dict[str, Any] = {}
+    for key_node, value_node in node.value:
+        if key_node.tag != MERGE_TAG:
+            continue
+        bases = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for base in bases:
+            if not isinstance(base, yaml.MappingNode):
+                raise RecipeError(
+                    f"{file}:{base.start_mark.line + 1}: a merge key (<<) takes a mapping or a "
+                    "list of mappings"
+                )
+            found: dict[KeyPath, Location] = {}
+            for key, value in _convert(loader, base, path, budget, found).items():
+                if key not in out and key not in merged:
+                    merged[key] = value
+                    inside = (*path, key)
+                    locations.update(
+                        {p: loc for p, loc in found.items() if p[: len(inside)] == inside}
+                    )
+    return {**merged, **out}

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from kdnlu.config import FieldError, check_fraction, path_field
 from kdnlu.errors import KdnluError
-from kdnlu.hf import MINILM, checkpoint_dir, load_tokenizer, quiet_transformers
+from kdnlu.hf import MINILM, checkpoint_dir, keep_layers, load_tokenizer, quiet_transformers
 from kdnlu.registry import ENCODERS
 
 
@@ -32,6 +33,17 @@ def check_checkpoint_dir(field_name: str, path: str) -> None:
         )
 
 
+def max_positions(config: Any) -> int | None:
+    """The longest input (in tokens) a transformers config has position embeddings for; RoBERTa
+    and its kin number positions from pad_token_id + 1, so they take that many fewer."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int):
+        return None
+    if config.model_type in ("roberta", "xlm-roberta", "camembert"):
+        positions -= int(config.pad_token_id or 0) + 1
+    return positions
+
+
 class HfEncoder(nn.Module):
     """A transformers model returning the last hidden states, with its tokenizer attached.
 
@@ -40,12 +52,18 @@ class HfEncoder(nn.Module):
     without the notion get ``None``, whatever ids the tokenizer made.
     """
 
-    def __init__(self, model: nn.Module, tokenizer: Any) -> None:
+    def __init__(self, model: nn.Module, tokenizer: Any, folder: Path | None = None) -> None:
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
         self.hidden_size = int(model.config.hidden_size)
         self.uses_token_types = int(getattr(model.config, "type_vocab_size", 0) or 0) > 1
+        self.max_length = max_positions(model.config)
+        self.folder = folder
+
+    def pretrained_pooler(self) -> dict[str, torch.Tensor] | None:
+        """The checkpoint's pooler (``weight`` and ``bias`` of its dense layer), if it has one."""
+        return read_pooler(self.folder) if self.folder is not None else None
 
     def forward(
         self,
@@ -56,6 +74,39 @@ class HfEncoder(nn.Module):
         types = token_type_ids if self.uses_token_types else None
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=types)
         return out.last_hidden_state
+
+
+POOLER_SUFFIXES = ("pooler.dense.", "pooler.")  # BERT/RoBERTa/XLM-R style, then ALBERT's
+PARTS = ("weight", "bias")
+
+
+def read_pooler(folder: Path) -> dict[str, torch.Tensor] | None:
+    """The pooler's dense layer from a checkpoint's safetensors weights, without building the
+    model; ``None`` when the checkpoint has none (e.g. an encoder exported by kdnlu)."""
+    from safetensors import safe_open
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        import json
+
+        weight_map = json.loads(index.read_text())["weight_map"]
+        files = {name: folder / shard for name, shard in weight_map.items()}
+    elif (folder / "model.safetensors").is_file():
+        with safe_open(str(folder / "model.safetensors"), "pt") as fh:
+            files = dict.fromkeys(fh.keys(), folder / "model.safetensors")
+    else:
+        return None
+    for suffix in POOLER_SUFFIXES:
+        names = {
+            part: [n for n in files if n.endswith(suffix + part)] for part in ("weight", "bias")
+        }
+        if all(len(found) == 1 for found in names.values()):
+            out = {}
+            for part, (name,) in names.items():
+                with safe_open(str(files[name]), "pt") as fh:
+                    out[part] = fh.get_tensor(name)
+            return out
+    return None
 
 
 # dropout settings of Hugging Face configs: BERT/ALBERT/RoBERTa/DeBERTa style, then DistilBERT's
@@ -80,14 +131,29 @@ def dropout_overrides(model_config: Any, dropout: float, folder: Path) -> dict[s
 
 @dataclass(frozen=True)
 class HfConfig:
-    """Pretrained checkpoint folder (or 'minilm') and optional dropout override."""
+    """Pretrained checkpoint folder (or 'minilm'), optional dropout override, and optionally the
+    encoder layers to keep (``layers: [0, 2, 4]``: a shallower student from the checkpoint's own
+    layers). Weights are read from safetensors only; ``allow_pickle`` also reads a
+    ``pytorch_model.bin`` (a pickle: loading it can run code, so only from a source you trust)."""
 
     path: str = path_field(MINILM, aliases=(MINILM,))
     dropout: float | None = None
+    allow_pickle: bool = False
+    # keep only these encoder layers of the checkpoint, in this order (e.g. [0, 2, 4] of 6):
+    # a shallower, faster student whose layers start from the checkpoint's own
+    layers: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         check_checkpoint_dir("path", self.path)
         check_fraction("dropout", self.dropout)
+        if self.layers is not None:
+            if not self.layers or len(set(self.layers)) != len(self.layers):
+                raise FieldError(
+                    "layers",
+                    f"must be distinct layer numbers, at least one, got {list(self.layers)}",
+                )
+            if min(self.layers) < 0:
+                raise FieldError("layers", f"layer numbers start at 0, got {list(self.layers)}")
 
 
 @ENCODERS.register("hf", config=HfConfig)
@@ -97,16 +163,33 @@ def hf_encoder(config: HfConfig) -> HfEncoder:
 
     quiet_transformers()
     folder = checkpoint_dir(config.path)
-    model_config = AutoConfig.from_pretrained(str(folder))
-    if config.dropout is not None:
-        for key, value in dropout_overrides(model_config, config.dropout, folder).items():
-            setattr(model_config, key, value)
-    model = (
-        AutoModel.from_pretrained(str(folder), config=model_config, add_pooling_layer=False)
-        if model_config.model_type == "bert"
-        else AutoModel.from_pretrained(str(folder), config=model_config)
-    )
-    return HfEncoder(model, load_tokenizer(config.path))
+    if not config.allow_pickle and not any(folder.glob("*.safetensors")):
+        pickles = ", ".join(sorted(p.name for p in folder.glob("*.bin"))) or "no weights file"
+        raise KdnluError(
+            f"encoder.path {folder} has no safetensors weights ({pickles}); kdnlu reads weights "
+            "from safetensors only, since a pickle such as pytorch_model.bin can run code when "
+            "loaded. Convert it to model.safetensors, or set encoder.allow_pickle: true if you "
+            "trust where it came from"
+        )
+    # with allow_pickle, None lets transformers take a .bin when there is no safetensors file
+    options: dict[str, Any] = {"use_safetensors": None if config.allow_pickle else True}
+    try:
+        model_config = AutoConfig.from_pretrained(str(folder))
+        if config.dropout is not None:
+            for key, value in dropout_overrides(model_config, config.dropout, folder).items():
+                setattr(model_config, key, value)
+        if model_config.model_type == "bert":
+            options["add_pooling_layer"] = False
+        model = AutoModel.from_pretrained(str(folder), config=model_config, **options)
+        if config.layers is not None:
+            keep_layers(model, config.layers, "encoder.layers")
+    except (OSError, ValueError, SafetensorError) as exc:
+        reason = " ".join(str(exc).split())
+        raise KdnluError(
+            f"encoder.path {folder}: cannot load this Hugging Face checkpoint (is its config.json "
+            f"valid JSON, are its weights complete?): {reason[:300]}"
+        ) from None
+    return HfEncoder(model, load_tokenizer(config.path), folder)
 
 
 @dataclass(frozen=True)

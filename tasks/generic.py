@@ -234,7 +234,10 @@ def read_tsv_task_file(
         uid=config.id,
         header=config.header,
     )
-    return read_tsv_examples(path, layout, label_names, task, split in LABELLED_SPLITS, bad_rows)
+    labelled = split in LABELLED_SPLITS
+    return read_tsv_examples(
+        path, layout, label_names, task, labelled, bad_rows, config.output_range
+    )
 
 
 MISSING = object()
@@ -353,7 +356,7 @@ def _jsonl_example(
                 f"field '{config.label}' (the label) is not a string or a number "
                 f"(got {json.dumps(value)})"
             )
-        label = parse_label(value, label_names, task)
+        label = parse_label(value, label_names, task, config.output_range)
     elif labelled:
         state = "null" if value is None else "missing"
         raise ValueError(f"field '{config.label}' (the label) is {state}")

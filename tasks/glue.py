@@ -24,6 +24,7 @@ BINARY = ("0", "1")
 ENTAILMENT = ("entailment", "not_entailment")
 NLI = ("contradiction", "entailment", "neutral")
 COLA_COLUMNS = ("source", "label", "mark", "sentence")
+STSB_SCORES = (0.0, 5.0)  # the one regression task's similarity scale
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,8 @@ def read_glue_file(
         columns=fmt.headerless_columns if headerless else None,
         uid_optional=True,
     )
-    return read_tsv_examples(path, layout, fmt.label_names, task, labelled, bad_rows)
+    scores = STSB_SCORES if fmt.label_names is None else None
+    return read_tsv_examples(path, layout, fmt.label_names, task, labelled, bad_rows, scores)
 
 
 GLUE_SCORE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
@@ -263,7 +265,7 @@ def build_glue_task(name: str, config: GlueConfig, data_root: str | None) -> Tas
         test_splits=fmt.test_splits,
         submission=dict(fmt.submission),
         extra_predictions={file: root / rel for file, rel in fmt.extra_predictions.items()},
-        output_range=(0.0, 5.0) if regression else None,
+        output_range=STSB_SCORES if regression else None,
         absent_splits={} if fmt.has_train else dict.fromkeys(("train", "dev"), AX_HAS_NO_TRAIN),
         description=fmt.description,
     )

@@ -57,6 +57,38 @@ def test_cls_heads_are_a_linear_layer_over_the_first_token(name: str) -> None:
     torch.testing.assert_close(head(hidden, padded_mask()), reference)
 
 
+@pytest.mark.parametrize("name", ["classification", "regression", "ranking"])
+def test_mean_pooling_averages_the_unpadded_tokens(name: str) -> None:
+    head = build(name, 2, pooling="mean").eval()
+    hidden, mask = torch.randn(B, L, H), padded_mask()
+    means = torch.stack([hidden[b, : int(mask[b].sum())].mean(0) for b in range(B)])
+    torch.testing.assert_close(head(hidden, mask), means @ head.out.weight.T + head.out.bias)
+    assert head.pooler is None and set(head.state_dict()) == {"out.weight", "out.bias"}
+
+
+@pytest.mark.parametrize("name", ["classification", "regression", "ranking"])
+def test_pooler_pooling_is_tanh_of_a_dense_layer_over_the_first_token(name: str) -> None:
+    head = build(name, 2, pooling="pooler").eval()
+    hidden = torch.randn(B, L, H)
+    pooled = torch.tanh(hidden[:, 0] @ head.pooler.dense.weight.T + head.pooler.dense.bias)
+    torch.testing.assert_close(
+        head(hidden, padded_mask()), pooled @ head.out.weight.T + head.out.bias
+    )
+
+
+def test_pooling_is_checked() -> None:
+    from kdnlu.config import Context, build_dataclass
+    from kdnlu.errors import RecipeError
+    from kdnlu.yaml_source import Location
+
+    ctx = Context(locations={}, default_location=Location("r.yaml", 3))
+    with pytest.raises(RecipeError) as err:
+        build_dataclass(HEADS.get("classification").config, {"pooling": "max"}, ("head",), ctx)
+    assert str(err.value) == (
+        "r.yaml:3: head.pooling: expected one of 'cls', 'mean', 'pooler', got 'max' (a string)"
+    )
+
+
 def test_token_head_is_a_linear_layer_over_every_token() -> None:
     head = build("token", 5).eval()
     hidden = torch.randn(B, L, H)

@@ -12,8 +12,8 @@ from kdnlu.recipe import load_recipe
 TRAIN_KEYS = (
     "optimizer, lr, weight_decay, batch_size, eval_batch_size, grad_accumulation, epochs, "
     "max_steps, warmup, grad_clip, amp, length_bucketing, token_cache, eval_every, "
-    "eval_each_epoch, checkpoint_every, on_nonfinite_loss, best_metric, patience, seed, "
-    "deterministic, log_every, device."
+    "eval_each_epoch, checkpoint_every, on_nonfinite_loss, max_skipped_fraction, best_metric, "
+    "patience, seed, deterministic, log_every, device."
 )
 
 

@@ -156,3 +156,52 @@ def test_top_k_store(teachers: list[Path], tmp_path: Path) -> None:
     ensemble = dense.ensemble_probs(range(100))
     assert ids[:, 0].tolist() == ensemble.argmax(-1).tolist()
     np.testing.assert_allclose(probs[:, 0] + rest, 1.0, atol=1e-3)
+
+
+def scored_copies(teachers: list[Path], root: Path, rte: list[float], mrpc: list[float]):
+    """Copies of the teachers whose stored checkpoints record the given dev scores."""
+    import json
+
+    copies = []
+    for teacher, rte_acc, mrpc_f1 in zip(teachers, rte, mrpc, strict=True):
+        copy = shutil.copytree(teacher, root / teacher.name)
+        state_file = load_trained(copy).checkpoint / "trainer_state.json"
+        state = json.loads(state_file.read_text())
+        state["dev"] = {"rte": {"accuracy": rte_acc}, "mrpc": {"f1": mrpc_f1, "accuracy": 50.0}}
+        state_file.write_text(json.dumps(state))
+        copies.append(copy)
+    return copies
+
+
+def test_keep_best_stores_each_tasks_best_teachers_by_dev_score(
+    teachers: list[Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    runs = scored_copies(teachers, tmp_path / "t", rte=[50.0, 70.0, 60.0], mrpc=[90.0, 10.0, 80.0])
+    with caplog.at_level("INFO", logger="kdnlu.teach"):
+        stores = teach(
+            runs, tmp_path / "store", options=TeachOptions(keep_best=2, splits=("dev",)),
+            progress=False,
+        )  # fmt: skip
+    names = {s.spec.task: [t.split("/")[0] for t in s.spec.teachers] for s in stores}
+    assert names == {"rte": ["teacher_2", "teacher_3"], "mrpc": ["teacher_1", "teacher_3"]}
+    assert (
+        "rte: keeping the 2 best teachers by dev score: teacher_2 (70.00), teacher_3 (60.00); "
+        "leaving out teacher_1 (50.00)"
+    ) in caplog.messages
+
+
+def test_keep_best_refuses_an_impossible_count_and_teachers_without_scores(
+    teachers: list[Path], tmp_path: Path
+) -> None:
+    with pytest.raises(KdnluError, match=r"^--keep-best 4: give a number from 1 to 3"):
+        teach(teachers, tmp_path / "s", options=TeachOptions(keep_best=4), progress=False)
+    runs = scored_copies(teachers, tmp_path / "t", rte=[1.0, 2.0, 3.0], mrpc=[1.0, 2.0, 3.0])
+    state_file = load_trained(runs[0]).checkpoint / "trainer_state.json"
+    state_file.write_text('{"step": 3}')
+    with pytest.raises(KdnluError) as err:
+        teach(runs, tmp_path / "s", options=TeachOptions(keep_best=2), progress=False)
+    assert str(err.value) == (
+        f"--keep-best ranks teachers by their dev score on rte at the checkpoint stored, but "
+        f"{runs[0]} recorded none there (trained without evaluation?)"
+    )
+    assert not (tmp_path / "s").exists()

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from kdnlu.bench.grid import Bench, RunSpec
 from kdnlu.errors import KdnluError
+from kdnlu.lock import lock_folder
 from kdnlu.rundir import append_jsonl, atomic_write_text
 
 log = logging.getLogger("kdnlu.bench")
@@ -110,7 +111,13 @@ def run_bench(
         raise KdnluError(f"--jobs must be at least 1, got {jobs}")
     if threads is not None and threads < 1:
         raise KdnluError(f"--threads must be at least 1, got {threads}")
-    bench.folder.mkdir(parents=True, exist_ok=True)
+    with lock_folder(bench.folder, "bench folder"):
+        return _run_pending(bench, jobs, retry_failed, progress, threads)
+
+
+def _run_pending(
+    bench: Bench, jobs: int, retry_failed: bool, progress: bool, threads: int | None
+) -> BenchOutcome:
     atomic_write_text(bench.folder / BENCH_JSON, json.dumps(bench.to_json(), indent=1) + "\n")
     todo = pending_runs(bench, retry_failed)
     total = len(selected_runs(bench))

@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from kdnlu.errors import KdnluError
+from kdnlu.lock import lock_folder
 from kdnlu.mlm.corpus import MaskedCorpus
 from kdnlu.mlm.models import MlmModel, sentence_batches
 from kdnlu.rundir import atomic_write_text
@@ -101,9 +102,23 @@ def teach_mlm(
     """Write the top-k stores of every k and the fidelity report; returns the report.
 
     Writing again resumes: finished shards are kept (stores resume shard by shard), and the
-    teacher only runs over sentences whose rows are still missing from some store.
+    teacher only runs over sentences whose rows are still missing from some store. ``out`` is
+    locked while it is written: a second writer is refused.
     """
-    out = Path(out)
+    with lock_folder(Path(out), "folder of MLM logit stores"):
+        return _teach_mlm(teacher, corpus, Path(out), ks, batch_size, dtype, shard_rows, progress)
+
+
+def _teach_mlm(
+    teacher: MlmModel,
+    corpus: MaskedCorpus,
+    out: Path,
+    ks: Sequence[int],
+    batch_size: int,
+    dtype: str,
+    shard_rows: int,
+    progress: bool,
+) -> dict[str, Any]:
     ks = sorted(set(int(k) for k in ks))
     vocab = int(teacher.model.config.vocab_size)
     if not ks or ks[0] < 1 or ks[-1] > vocab:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from kdnlu import __version__
+from kdnlu.lock import LOCK_FILE
 from kdnlu.rundir import atomic_write_text
 from kdnlu.store.format import (
     FORMAT_VERSION,
@@ -25,6 +27,17 @@ from kdnlu.store.format import (
     spec_difference,
 )
 from kdnlu.store.reader import LogitStore
+
+
+def reserve(path: Path) -> None:
+    """Give a new (sparse) array file its disk blocks now: a full disk is then an ``OSError``
+    here, not a SIGBUS when a memory-mapped write finds no room."""
+    with open(path, "r+b") as fh:
+        try:
+            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without it
+                raise
 
 
 class StoreWriter:
@@ -54,16 +67,16 @@ class StoreWriter:
             for key, sums in found["shards"].items() if self.arrays else ():
                 if check_shard(self.arrays, spec, int(key), sums) is None:
                     self.done[int(key)] = sums
-        elif self.folder.exists() and any(self.folder.iterdir()):
+        elif self.folder.exists() and any(p.name != LOCK_FILE for p in self.folder.iterdir()):
             raise StoreError(f"{self.folder} exists and is not a logit store; choose a new folder")
         self.folder.mkdir(parents=True, exist_ok=True)
         if not self.arrays:
-            self.arrays = {
-                part: np.lib.format.open_memmap(
-                    array_file(self.folder, part), mode="w+", dtype=dtype, shape=shape
+            for part, (shape, dtype) in spec.array_shapes().items():
+                path = array_file(self.folder, part)
+                self.arrays[part] = np.lib.format.open_memmap(
+                    path, mode="w+", dtype=dtype, shape=shape
                 )
-                for part, (shape, dtype) in spec.array_shapes().items()
-            }
+                reserve(path)
         self._save_progress()
 
     @property
