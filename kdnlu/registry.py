@@ -32,6 +32,7 @@ class Fact:
     type: type
     default: Any = REQUIRED
     doc: str = ""
+    choices: tuple[Any, ...] | None = None  # for a tuple: the values its items may take
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,12 @@ class Registry:
                 raise RegistryError(
                     f"{where}: {key} must be {fact.type.__name__}, got {value!r} ({fact.doc})"
                 )
+            wrong = [v for v in value if v not in fact.choices] if fact.choices else []
+            if wrong or (fact.choices and not value):
+                raise RegistryError(
+                    f"{where}: {key} takes some of {', '.join(map(str, fact.choices or ()))}; "
+                    f"got {value!r}"
+                )
             declared[key] = value
         return declared
 
@@ -234,6 +241,7 @@ METRIC_FACTS = {
         tuple,
         ("class", "score"),
         "the label kinds it scores: class, score (regression), token (per-word tags)",
+        choices=METRIC_TARGETS,
     ),
     "groups": Fact(
         bool, False, "True when it scores whole groups (questions): metric(pred, gold, groups)"

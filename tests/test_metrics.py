@@ -102,6 +102,15 @@ def test_a_metric_must_declare_its_direction() -> None:
     )
 
 
+def test_a_metric_scores_known_label_kinds() -> None:
+    reg = Registry("metric", "metrics", facts=METRICS.facts)
+    with pytest.raises(RegistryError) as err:
+        reg.register("hits", greater_is_better=True, targets=("scores",))(accuracy)
+    assert str(err.value) == (
+        "metric 'hits': targets takes some of class, score, token; got ('scores',)"
+    )
+
+
 def test_a_metric_name_is_registered_once() -> None:
     def accuracy(pred, gold):
         """Another accuracy."""
