@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import errno
 import logging
 import sys
@@ -13,11 +12,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from kdnlu import discovery
-from kdnlu.config import config_fields, describe_type
 from kdnlu.errors import KdnluError, TrainingInterrupted
 from kdnlu.glue_data.cli import add_data_parser
-from kdnlu.recipe import Recipe, TaskOptions, load_recipe, raw_recipe
+from kdnlu.recipe import Recipe, load_recipe
 from kdnlu.registry import REGISTRIES
 
 EXIT_USER_ERROR = 2
@@ -80,41 +77,6 @@ def add_recipe_args(parser: argparse.ArgumentParser, optional: bool = False) -> 
     parser.add_argument("recipe", nargs="?" if optional else None, help="path to a YAML recipe")
     add_set_arg(parser, "override a recipe value, typed by its config (repeatable)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-
-
-def format_fields(cls: type, indent: str) -> list[str]:
-    lines = []
-    for f, tp in config_fields(cls):
-        if f.default is not dataclasses.MISSING:
-            default = f" = {f.default!r}"
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f" = {f.default_factory()!r}"
-        else:
-            default = "  (required)"
-        lines.append(f"{indent}{f.name}: {describe_type(tp)}{default}")
-    return lines
-
-
-def list_components(kinds: Sequence[str], only: dict[str, set[str]] | None = None) -> str:
-    """The text of ``kdnlu list``: every component, its description and its config fields
-    (with ``only``, just those names of each kind)."""
-    out: list[str] = []
-    for kind in kinds:
-        registry = REGISTRIES[kind]
-        if only is not None and not only.get(kind):
-            continue
-        out.append(f"{kind}:")
-        if kind == "tasks":
-            out.append("  (every task also takes: name, head, loss and)")
-            out.extend(format_fields(TaskOptions, "      "))
-        for entry in registry:
-            if only is not None and entry.name not in only[kind]:
-                continue
-            out.append(f"  {entry.name}  -  {entry.description}  [{entry.module}]")
-            facts = [f"      {key}: {value!r}" for key, value in entry.facts.items()]
-            out.extend(facts or format_fields(entry.config, "      ") or ["      (no options)"])
-        out.append("")
-    return "\n".join(out)
 
 
 def dry_build(recipe: Recipe) -> str:
@@ -204,27 +166,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    discovery.load_all()
-    kinds = [args.kind] if args.kind else list(REGISTRIES)
-    imports, base, origin = tuple(args.imports or ()), Path.cwd(), "--imports"
-    if args.recipe is not None:
-        imports = tuple(raw_recipe(args.recipe).get("imports") or ())
-        base, origin = Path(args.recipe).resolve().parent, f"{args.recipe}:"
-    if not imports:
-        print(list_components(kinds))
-        return 0
-    modules = [m.__name__ for m in discovery.load_recipe_imports(imports, base, origin)]
-    added = {
-        kind: {
-            e.name
-            for e in reg
-            if e.module in modules or e.module.startswith(tuple(m + "." for m in modules))
-        }
-        for kind, reg in REGISTRIES.items()
-    }
-    text = list_components(kinds, only=added)
-    what = ", ".join(imports)
-    print(text if text else f"{what} add(s) no {' or '.join(kinds)}")
+    from kdnlu.listing import list_command
+
+    print(list_command(args.kind, args.imports, args.recipe))
     return 0
 
 
