@@ -89,6 +89,22 @@ MISTAKES = [
         ["RegistryError: metric 'hits': register it with greater_is_better=..."],
     ),
     (
+        "exception in a config check",
+        '''    """No options."""''',
+        '''    """One option."""
+
+    size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.sise < 1:
+            raise ValueError("size")''',
+        "if self.sise < 1:",
+        [
+            "tasks.reviews: checking the config MineConfig (",
+            "AttributeError: 'MineConfig' object has no attribute 'sise'",
+        ],
+    ),
+    (
         "typo in a Task keyword",
         'metrics=("accuracy",)',
         'metric=("accuracy",)',
