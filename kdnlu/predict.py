@@ -13,6 +13,7 @@ import torch
 from kdnlu.data import encode_examples, word_positions
 from kdnlu.errors import KdnluError
 from kdnlu.evaluation import predict_outputs, to_predictions
+from kdnlu.plugin_code import about_task
 from kdnlu.rundir import atomic_write, atomic_write_text
 from kdnlu.task import Example, Task
 from kdnlu.trained import TrainedRun
@@ -109,6 +110,29 @@ def chosen_tasks(run: TrainedRun, tasks: Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(tasks))
 
 
+def prediction_jobs(key: str, task: Task, split: str) -> list[tuple[str, list[Example]]]:
+    """The files to write for one task and the examples of each (``write_predictions``)."""
+    jobs: list[tuple[str, list[Example]]] = []
+    splits = {"test": task.test_splits, "dev": task.eval_splits}.get(split, (split,))
+    for name in splits:
+        if name not in task.files or not task.files[name].is_file():
+            log.warning("%s: no %s file (%s); skipped", key, name, task.files.get(name))
+            continue
+        file_name = (
+            task.submission.get(name, f"{key}-{name}.tsv")
+            if split == "test"
+            else f"{key}-{name}.tsv"
+        )
+        jobs.append((file_name, task.read(name)))
+    if split == "test":
+        for file_name, path in task.extra_predictions.items():
+            if path.is_file():
+                jobs.append((file_name, task.read_file(path, "test")))
+            else:
+                log.warning("%s: no %s (%s); skipped", key, file_name, path)
+    return jobs
+
+
 def write_predictions(
     run: TrainedRun,
     split: str,
@@ -136,24 +160,8 @@ def write_predictions(
     written: list[Path] = []
     for key in chosen_tasks(run, tasks):
         task = run.tasks[key]
-        jobs: list[tuple[str, list[Example]]] = []
-        splits = {"test": task.test_splits, "dev": task.eval_splits}.get(split, (split,))
-        for name in splits:
-            if name not in task.files or not task.files[name].is_file():
-                log.warning("%s: no %s file (%s); skipped", key, name, task.files.get(name))
-                continue
-            file_name = (
-                task.submission.get(name, f"{key}-{name}.tsv")
-                if split == "test"
-                else f"{key}-{name}.tsv"
-            )
-            jobs.append((file_name, task.read(name)))
-        if split == "test":
-            for file_name, path in task.extra_predictions.items():
-                if path.is_file():
-                    jobs.append((file_name, task.read_file(path, "test")))
-                else:
-                    log.warning("%s: no %s (%s); skipped", key, file_name, path)
+        with about_task(key, str(run.run_dir / "recipe.yaml")):
+            jobs = prediction_jobs(key, task, split)
         for file_name, examples in jobs:
             predictions = predict_file(run, key, examples, batch_size, target_device)
             target = out_dir / file_name
