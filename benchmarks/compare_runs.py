@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from kdnlu.bench.stats import paired_t_test
-from kdnlu.metrics import task_average
+from kdnlu.metrics import task_average, task_score
 
 Results = dict[str, dict[str, float]]
 RECORDS: dict[str, list[dict]] = {}  # run name -> its evaluations, from --records
@@ -84,7 +84,7 @@ def run_table(runs: list[Path]) -> str:
     columns = sorted({name for dev in results.values() for name in dev})
     lines = ["| run | " + " | ".join(columns) + " | average |", "|" + " --- |" * (len(columns) + 2)]
     for run, dev in results.items():
-        cells = [f"{task_average({c: dev[c]}):.2f}" if c in dev else "" for c in columns]
+        cells = [f"{task_score(dev[c])[0]:.2f}" if c in dev else "" for c in columns]
         lines.append(f"| {run} | " + " | ".join(cells) + f" | {task_average(dev):.2f} |")
     return "\n".join(lines)
 

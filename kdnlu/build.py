@@ -14,7 +14,9 @@ from kdnlu.data import EncodedSplit, encode_examples, ranking_groups
 from kdnlu.errors import DataError, KdnluError
 from kdnlu.evaluation import eval_name
 from kdnlu.loss import Decoder, Loss
+from kdnlu.metrics import greater_is_better
 from kdnlu.model import MultiTaskModel
+from kdnlu.plugin_code import about_task
 from kdnlu.recipe import Recipe
 from kdnlu.registry import ENCODERS, HEADS, LOSSES
 from kdnlu.task import Task
@@ -96,7 +98,8 @@ def encode_split(
     max_length = spec.options.max_length
 
     def build() -> EncodedSplit:
-        examples = task.read(split, on_bad_row=spec.options.on_bad_row)
+        with about_task(key, recipe.source):
+            examples = task.read(split, on_bad_row=spec.options.on_bad_row)
         return encode_examples(key, tokenizer, examples, max_length)
 
     if not recipe.train.token_cache:
@@ -128,14 +131,21 @@ def encode_eval_splits(
 
 
 def check_best_metric(metric: str, tasks: dict[str, Task]) -> None:
-    if metric == "average":
-        return
+    """``train.best_metric`` must name a score the evaluations will have."""
     names = [
         f"{eval_name(key, split, task)}.{m}"
         for key, task in tasks.items()
         for split in task.eval_splits
         for m in task.metrics
     ]
+    if metric == "average":
+        if names and not any(greater_is_better(n.rpartition(".")[2]) for n in names):
+            raise KdnluError(
+                "train.best_metric is 'average', but every metric of the evaluated tasks is "
+                "lower-is-better and the average takes higher-is-better metrics only; name one "
+                "instead, e.g. train.best_metric: " + names[0]
+            )
+        return
     if metric not in names:
         raise KdnluError(
             f"train.best_metric '{metric}' names no evaluation; choose 'average' or one of: "
@@ -157,6 +167,15 @@ def loss_decoders(losses: Mapping[str, Loss]) -> dict[str, Decoder]:
     return {key: decode for key, decode in decoders.items() if decode is not None}
 
 
+def no_groups_error(key: str, loss: Loss) -> DataError:
+    """A group loss finds no group it can train on."""
+    return DataError(
+        f"task '{key}': its ranking loss finds no group of {loss.group_size} candidates "
+        f"(rows of one question, or sharing their first text) with exactly one labelled "
+        f"{loss.positive_label}; there is nothing to rank"
+    )
+
+
 def training_groups(
     splits: Mapping[str, EncodedSplit], losses: Mapping[str, Loss]
 ) -> dict[str, np.ndarray]:
@@ -168,11 +187,7 @@ def training_groups(
         assert loss.group_size is not None and loss.positive_label is not None
         rows, left_out = ranking_groups(splits[key], loss.group_size, loss.positive_label)
         if not len(rows):
-            raise DataError(
-                f"task '{key}': its ranking loss finds no group of {loss.group_size} candidates "
-                f"(rows sharing their first text) with exactly one labelled "
-                f"{loss.positive_label}; there is nothing to rank"
-            )
+            raise no_groups_error(key, loss)
         if left_out:
             log.warning(
                 "%s: the ranking loss trains on %d groups of %d candidates; %d of %d rows are in "

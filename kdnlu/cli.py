@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import errno
 import logging
 import sys
@@ -13,11 +12,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from kdnlu import discovery
-from kdnlu.config import config_fields, describe_type
 from kdnlu.errors import KdnluError, TrainingInterrupted
 from kdnlu.glue_data.cli import add_data_parser
-from kdnlu.recipe import Recipe, TaskOptions, load_recipe
+from kdnlu.recipe import Recipe, load_recipe
 from kdnlu.registry import REGISTRIES
 
 EXIT_USER_ERROR = 2
@@ -82,58 +79,11 @@ def add_recipe_args(parser: argparse.ArgumentParser, optional: bool = False) -> 
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
 
-def format_fields(cls: type, indent: str) -> list[str]:
-    lines = []
-    for f, tp in config_fields(cls):
-        if f.default is not dataclasses.MISSING:
-            default = f" = {f.default!r}"
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f" = {f.default_factory()!r}"
-        else:
-            default = "  (required)"
-        lines.append(f"{indent}{f.name}: {describe_type(tp)}{default}")
-    return lines
-
-
-def list_components(kinds: Sequence[str]) -> str:
-    """The text of ``kdnlu list``: every component, its description and its config fields."""
-    out: list[str] = []
-    for kind in kinds:
-        registry = REGISTRIES[kind]
-        out.append(f"{kind}:")
-        if kind == "tasks":
-            out.append("  (every task also takes: name, head, loss and)")
-            out.extend(format_fields(TaskOptions, "      "))
-        for entry in registry:
-            out.append(f"  {entry.name}  -  {entry.description}  [{entry.module}]")
-            out.extend(format_fields(entry.config, "      ") or ["      (no options)"])
-        out.append("")
-    return "\n".join(out)
-
-
 def dry_build(recipe: Recipe) -> str:
-    """Build tasks, read their data and build the model without training; describe the result."""
-    from kdnlu.build import build_model
+    """``kdnlu check``: see ``kdnlu.check.dry_build`` (imported on use: it needs torch)."""
+    from kdnlu.check import dry_build as check_recipe
 
-    tasks = recipe.build_tasks()
-    lines = [f"recipe '{recipe.name}' is valid"]
-    if recipe.data_root is not None:
-        lines.append(f"  data_root: {recipe.data_root} (from {recipe.data_root_source})")
-    for key, spec in recipe.tasks.items():
-        task = tasks[key]
-        policy = spec.options.on_bad_row
-        train = len(task.read("train", spec.options.train_rows, policy))
-        sample = spec.options.train_sample
-        trained = f"{sample} of {train}" if sample is not None and sample < train else str(train)
-        dev = sum(len(task.read(s, spec.options.eval_rows, policy)) for s in task.eval_splits)
-        lines.append(
-            f"  {key}: {trained} train / {dev} dev rows, head {spec.head.name}, "
-            f"loss {spec.loss.name}, metrics {', '.join(task.metrics)}"
-        )
-    model = build_model(recipe, tasks)
-    params = sum(p.numel() for p in model.parameters())
-    lines.append(f"  model: encoder {recipe.encoder.name}, {params / 1e6:.2f} M parameters")
-    return "\n".join(lines)
+    return check_recipe(recipe)
 
 
 def format_summary(result: object) -> str:
@@ -216,9 +166,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    discovery.load_all()
-    kinds = [args.kind] if args.kind else list(REGISTRIES)
-    print(list_components(kinds))
+    from kdnlu.listing import list_command
+
+    print(list_command(args.kind, args.imports, args.recipe))
     return 0
 
 
@@ -238,7 +188,8 @@ def _predict(args: argparse.Namespace) -> int:
         out = Path(args.out)
     else:
         out = run.run_dir / ("submission" if args.split == "test" else "predictions")
-    written = write_predictions(run, args.split, out, args.batch_size, args.device)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    written = write_predictions(run, args.split, out, args.batch_size, args.device, tasks)
     if not written:
         raise KdnluError(f"no task of {run.run_dir} has a '{args.split}' split to predict")
     print(f"predicted with {run.checkpoint}:")
@@ -351,6 +302,14 @@ def main_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="registered components with their config fields")
     p_list.add_argument("kind", nargs="?", choices=list(REGISTRIES))
+    shown = p_list.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--imports",
+        nargs="+",
+        metavar="FILE_OR_MODULE",
+        help="import these plugins (.py files or module names) and list only what they add",
+    )
+    shown.add_argument("--recipe", help="import a recipe's imports: and list only what they add")
     p_list.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     p_list.set_defaults(func=_list)
     p_check = sub.add_parser("check", help="validate a recipe and build it without training")
@@ -360,6 +319,9 @@ def main_parser() -> argparse.ArgumentParser:
     p_predict.add_argument("run_dir", help="a run directory made by kdnlu-train")
     p_predict.add_argument(
         "--split", default="test", help="test (submission files + zip), dev, or any split name"
+    )
+    p_predict.add_argument(
+        "--tasks", metavar="A,B", help="only these task keys, comma-separated (default: all)"
     )
     p_predict.add_argument("--checkpoint", default="auto", choices=["auto", "best", "last"])
     p_predict.add_argument(

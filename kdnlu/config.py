@@ -235,6 +235,13 @@ def build_dataclass(cls: type, raw: Any, path: KeyPath, ctx: Context) -> Any:
         raise ctx.error((*path, exc.field_name), f"{key}: {exc}") from None
     except (ValueError, TypeError) as exc:
         raise ctx.error(path, f"{format_key_path(path)}: {exc}") from None
+    except Exception as exc:  # a plugin's __post_init__ failed: say where in its code
+        from kdnlu.plugin_code import failure
+        from kdnlu.registry import source_of
+
+        what = f"checking the config {cls.__name__} ({source_of(cls)})"
+        source = source_of(cls).rpartition(":")[0] or None
+        raise ctx.error(path, f"{format_key_path(path)}: " + failure(what, exc, source)) from exc
 
 
 def resolve_path(value: str, aliases: tuple[str, ...], where: Location) -> str:

@@ -91,26 +91,40 @@ def group_numbers(texts: Sequence[str]) -> np.ndarray:
     )
 
 
+def group_keys(examples: Sequence[Example]) -> list[str]:
+    """What groups rows: their explicit ``group`` where the reader gives one (a multiple-choice
+    question), else their first text (QNLI's question and its candidate sentences)."""
+    if any(ex.group is not None for ex in examples):
+        return [ex.uid if ex.group is None else f"group:{ex.group}" for ex in examples]
+    return [ex.text_a for ex in examples]
+
+
 def ranking_groups(
     split: EncodedSplit, group_size: int, positive_label: int
 ) -> tuple[np.ndarray, int]:
-    """The candidate groups a ranking loss can train on, as a ``[G, group_size]`` array of row
-    indices, and the number of rows left out.
+    """The candidate groups a ranking loss can train on (see ``candidate_groups``)."""
+    return candidate_groups(split.group_ids(), split.labels, group_size, positive_label)
+
+
+def candidate_groups(
+    groups: np.ndarray, labels: np.ndarray, group_size: int, positive_label: int
+) -> tuple[np.ndarray, int]:
+    """The candidate groups a group loss can train on, as a ``[G, group_size]`` array of row
+    indices, and the number of rows left out (``groups`` and ``labels`` per row).
 
     A group qualifies when it has exactly ``group_size`` rows and exactly one of them is labelled
     ``positive_label``; rows of other groups (a question with one candidate, say) cannot be
     ranked. Groups keep their first-appearance order, rows their file order.
     """
-    groups = split.group_ids()
     order = np.argsort(groups, kind="stable")
     sorted_groups = groups[order]
     starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
     sizes = np.diff(np.r_[starts, len(order)])
-    positive = split.labels[order] == positive_label
+    positive = labels[order] == positive_label
     positives = np.add.reduceat(positive.astype(np.int64), starts) if len(order) else sizes
     keep = (sizes == group_size) & (positives == 1)
     rows = order[starts[keep][:, None] + np.arange(group_size)]
-    return rows, int(len(split) - keep.sum() * group_size)
+    return rows, int(len(groups) - keep.sum() * group_size)
 
 
 def encode_examples(
@@ -133,7 +147,7 @@ def encode_examples(
     labels = np.array(
         [np.nan if ex.label is None else float(ex.label) for ex in examples], dtype=np.float64
     )
-    return _flat_split(task, tokenizer, enc, labels, group_numbers(text_a))
+    return _flat_split(task, tokenizer, enc, labels, group_numbers(group_keys(examples)))
 
 
 def _flat_split(

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 
 from kdnlu.errors import PluginLoadError
+from kdnlu.plugin_code import failure
 
 BUILTIN_MODULES = ("kdnlu_plugins", "kdnlu_tasks")
 ENTRY_POINT_GROUP = "kdnlu.plugins"
@@ -37,8 +38,17 @@ def import_module(name: str, origin: str) -> ModuleType:
         raise PluginLoadError(f"{origin}: importing '{name}' failed: {exc}") from exc
     except Exception as exc:  # a broken plugin must say which plugin broke
         raise PluginLoadError(
-            f"{origin}: importing '{name}' failed: {type(exc).__name__}: {exc}"
+            f"{origin}: " + failure(f"importing '{name}'", exc, _module_origin(name))
         ) from exc
+
+
+def _module_origin(name: str) -> str | None:
+    """The file module ``name`` is (or would be) imported from, when Python can tell."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None else None
 
 
 def import_file(path: Path, origin: str) -> ModuleType:
@@ -59,9 +69,7 @@ def import_file(path: Path, origin: str) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[module_name]
-        raise PluginLoadError(
-            f"{origin}: importing {path} failed: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise PluginLoadError(f"{origin}: " + failure(f"importing {path}", exc, path)) from exc
     return module
 
 
@@ -86,16 +94,16 @@ def load_entry_points() -> None:
             target = ep.load()
         except Exception as exc:
             raise PluginLoadError(
-                f"{origin}: import failed: {type(exc).__name__}: {exc}. "
-                f"Uninstall the package or set {DISABLE_AUTOLOAD_ENV}=1 to skip entry points."
+                f"{origin}: "
+                + failure("importing it", exc, _module_origin(ep.module))
+                + f" Or uninstall the package, or set {DISABLE_AUTOLOAD_ENV}=1 to skip entry "
+                "points."
             ) from exc
         if callable(target) and not isinstance(target, ModuleType):
             try:
                 target()
             except Exception as exc:
-                raise PluginLoadError(
-                    f"{origin}: calling it failed: {type(exc).__name__}: {exc}"
-                ) from exc
+                raise PluginLoadError(f"{origin}: " + failure("calling it", exc)) from exc
     _loaded_entry_points = True
 
 
@@ -105,12 +113,15 @@ def load_all() -> None:
     load_entry_points()
 
 
-def load_recipe_imports(imports: tuple[str, ...], base_dir: Path, origin: str) -> None:
-    """Import a recipe's ``imports:``: a .py path (relative to the recipe) or a module name."""
+def load_recipe_imports(imports: tuple[str, ...], base_dir: Path, origin: str) -> list[ModuleType]:
+    """Import a recipe's ``imports:``: a .py path (relative to the recipe) or a module name.
+    Returns the imported modules."""
+    modules = []
     for i, item in enumerate(imports):
         where = f"{origin} imports[{i}]"
         if item.endswith(".py") or "/" in item or os.sep in item:
             path = Path(item)
-            import_file(path if path.is_absolute() else base_dir / path, where)
+            modules.append(import_file(path if path.is_absolute() else base_dir / path, where))
         else:
-            import_module(item, where)
+            modules.append(import_module(item, where))
+    return modules

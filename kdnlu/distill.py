@@ -6,6 +6,10 @@ For a distilled task with classes the loss of a batch is
     alpha * hard + (1 - alpha) * T^2 * soft_loss(student_logits / T, mean_t softmax(teacher_t / T))
 
 and for a regression task ``alpha * hard + (1 - alpha) * mse(student_score, mean_t teacher_t)``.
+A ranking or multiple-choice task (a group loss) stores one teacher score per candidate; its
+soft loss is the same mix over each group's candidates: the student's softmax over a question's
+candidate scores learns the teachers' mean softmax over them (scores as the loss makes them,
+e.g. the ranking loss's gamma-scaled sigmoid).
 ``hard`` is the task's own loss on gold labels. Teacher rows are read from the store by the
 batch's example indices, so they follow any shuffling, bucketing and task sampling.
 """
@@ -41,6 +45,10 @@ class Distiller(Callback):
         self.regression = {key: store.spec.classes == 1 for key, store in stores.items()}
         self.soft_loss = LOSSES.get(self.config.soft_loss).build()
         self.teachers = [t - 1 for t in self.config.teachers] or None
+        from kdnlu.build import build_losses
+
+        losses = build_losses(recipe)
+        self.group_losses = {k: losses[k] for k in stores if losses[k].target == "group"}
 
     def on_loss(
         self, state: TrainState, batch: Batch, logits: torch.Tensor, loss: torch.Tensor
@@ -51,7 +59,10 @@ class Distiller(Callback):
         alpha, temperature = self.config.at(state.step / max(1, state.total_steps))
         rows = batch.indices.numpy()
         logits = logits.float()
-        if self.regression[batch.task]:
+        if batch.task in self.group_losses:
+            teacher = torch.from_numpy(store.logits(rows, self.teachers)).to(logits.device)
+            soft = self.group_soft_loss(batch.task, logits, teacher, temperature)
+        elif self.regression[batch.task]:
             target = torch.from_numpy(store.mean_scores(rows, self.teachers)).to(logits.device)
             soft = F.mse_loss(logits.reshape(-1), target)
         elif self.config.soft_loss == "soft_cross_entropy":  # the fused op, from teacher logits
@@ -69,6 +80,18 @@ class Distiller(Callback):
         state.log_scalar(f"distill/{batch.task}/hard", float(loss.detach()))
         state.log_scalar(f"distill/{batch.task}/soft", float(soft.detach()))
         return alpha * loss + (1 - alpha) * soft
+
+    def group_soft_loss(
+        self, key: str, logits: torch.Tensor, teacher: torch.Tensor, temperature: float
+    ) -> torch.Tensor:
+        """The soft loss over each group's candidates: ``teacher`` is ``[B, teachers, 1]``."""
+        loss = self.group_losses[key]
+        size = int(loss.group_size or 1)
+        scores = loss.scores or (lambda x: x)
+        student = scores(logits.reshape(-1)).view(-1, size)
+        by_teacher = scores(teacher[..., 0]).view(-1, size, teacher.shape[1])
+        target = torch.softmax(by_teacher / temperature, 1).mean(2)
+        return temperature**2 * self.soft_loss(student / temperature, target)
 
     def on_train_start(self, state: TrainState, model: torch.nn.Module) -> None:
         c = self.config
@@ -105,10 +128,11 @@ def open_stores(
     stores = {}
     for key in keys:
         task, spec = tasks[key], recipe.tasks[key]
-        if losses[key].target not in ("class", "score"):
+        if losses[key].target not in ("class", "score", "group"):
             raise KdnluError(
                 f"distill.tasks: task {key} is trained with a {losses[key].target}-level loss; "
-                "only classification and regression tasks can be distilled"
+                "only classification, regression, ranking and multiple-choice tasks can be "
+                "distilled"
             )
         examples = task.read("train", on_bad_row=spec.options.on_bad_row)
         try:

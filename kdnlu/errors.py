@@ -36,3 +36,8 @@ class TrainingInterrupted(KdnluError):
             f"on: kdnlu-train --resume {run_dir}"
         )
         self.run_dir, self.step = run_dir, step
+
+
+class PluginError(KdnluError):
+    """Plugin code (a task's builder or reader, a component) raised or returned something wrong;
+    the message names the plugin file and line."""

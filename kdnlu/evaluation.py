@@ -9,7 +9,7 @@ import torch
 
 from kdnlu.data import EncodedSplit, iterate_batches, word_positions
 from kdnlu.loss import Decoder
-from kdnlu.metrics import compute_metrics, compute_token_metrics, task_average
+from kdnlu.metrics import compute_metrics, greater_is_better, improves, task_average
 from kdnlu.model import MultiTaskModel
 from kdnlu.task import Task
 
@@ -96,7 +96,7 @@ def token_scores(task: Task, split: EncodedSplit, outputs: np.ndarray) -> dict[s
     pred = word_tags(split, outputs.argmax(-1))
     as_tags = [[names[int(i)] for i in row] for row in pred]
     gold_tags = [[names[int(i)] for i in row] for row in gold]
-    return compute_token_metrics(task.metrics, as_tags, gold_tags)
+    return compute_metrics(task.metrics, as_tags, gold_tags)
 
 
 def evaluate(
@@ -121,8 +121,9 @@ def evaluate(
             results[name] = token_scores(task, split, outputs)
             continue
         decode = (decoders or {}).get(task_key)
-        predictions = to_predictions(task, outputs, decode, split.group_ids())
-        results[name] = compute_metrics(task.metrics, predictions, split.labels)
+        groups = split.group_ids()
+        predictions = to_predictions(task, outputs, decode, groups)
+        results[name] = compute_metrics(task.metrics, predictions, split.labels, groups)
     return results
 
 
@@ -135,3 +136,14 @@ def select_score(results: dict[str, dict[str, float]], metric: str) -> float:
         known = ", ".join(f"{n}.{m}" for n, ms in results.items() for m in ms)
         raise KeyError(f"best_metric '{metric}' is not among the evaluations: average, {known}")
     return results[name][key]
+
+
+def score_greater_is_better(metric: str) -> bool:
+    """The direction of ``train.best_metric``: the average rises as models improve; a named
+    metric goes the way it was registered (an error such as ``mae`` falls)."""
+    return metric == "average" or greater_is_better(metric.rpartition(".")[2])
+
+
+def is_improvement(score: float, best: float | None, metric: str) -> bool:
+    """Whether ``score`` of ``train.best_metric`` beats the best so far (None: the first)."""
+    return improves(score, best, score_greater_is_better(metric))

@@ -19,7 +19,9 @@ class Loss:
     ``decode(outputs, groups) -> class indices`` is given by losses whose predictions are not
     simply the argmax of each row (``groups`` numbers each row's candidate group).
     ``group_size`` and ``positive_label`` are set for ``group`` targets: the trainer batches
-    whole groups of ``group_size`` rows with one ``positive_label`` row each.
+    whole groups of ``group_size`` rows with one ``positive_label`` row each; ``scores`` turns
+    head outputs ``[B]`` into the scores its softmax over each group takes (as they are when
+    None), which distillation uses for the teachers' distribution over a group's candidates.
     """
 
     def __init__(
@@ -29,6 +31,7 @@ class Loss:
         decode: Decoder | None = None,
         group_size: int | None = None,
         positive_label: int | None = None,
+        scores: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ):
         if target not in LOSS_TARGETS:
             raise ValueError(
@@ -41,6 +44,7 @@ class Loss:
         self.decode = decode
         self.group_size = group_size
         self.positive_label = positive_label
+        self.scores = scores
 
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.fn(logits, labels)

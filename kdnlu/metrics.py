@@ -1,160 +1,121 @@
-"""Task metrics over numpy arrays of predictions and gold labels (values in [0, 100] scale)."""
+"""Scoring with registered metrics (``kdnlu.registry.METRICS``) and folding scores together.
+
+The metrics themselves are components: the built-ins are in ``kdnlu_plugins.metrics`` and a
+plugin adds its own with ``METRICS.register(name, greater_is_better=...)``. A metric whose
+``greater_is_better`` is False (an error, such as ``mae``) is better when lower: the best
+checkpoint and early stopping follow that direction, and task scores and the ``average`` use
+only higher-is-better metrics (see ``task_score``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-
-def accuracy(pred: np.ndarray, gold: np.ndarray) -> float:
-    """Percentage of predictions equal to the gold label."""
-    return float((pred == gold).mean() * 100.0)
+from kdnlu.registry import METRICS
 
 
-def f1(pred: np.ndarray, gold: np.ndarray) -> float:
-    """F1 of the positive class (label index 1), as GLUE reports for MRPC and QQP."""
-    tp = float(((pred == 1) & (gold == 1)).sum())
-    fp = float(((pred == 1) & (gold != 1)).sum())
-    fn = float(((pred != 1) & (gold == 1)).sum())
-    denom = 2 * tp + fp + fn
-    return 0.0 if denom == 0 else 200.0 * tp / denom
-
-
-def mcc(pred: np.ndarray, gold: np.ndarray) -> float:
-    """Matthews correlation (CoLA's metric); with more than two classes, its multi-class form
-    (Gorodkin's R_K, GLUE's metric for the AX diagnostic set). 0 when undefined.
-    """
-    pred, gold = np.asarray(pred), np.asarray(gold)
-    classes = np.union1d(pred, gold)
-    n = float(len(gold))
-    correct = float((pred == gold).sum())
-    predicted = np.array([(pred == c).sum() for c in classes], dtype=np.float64)
-    true = np.array([(gold == c).sum() for c in classes], dtype=np.float64)
-    covariance = correct * n - float(predicted @ true)
-    denom = np.sqrt((n * n - float(predicted @ predicted)) * (n * n - float(true @ true)))
-    return 0.0 if denom == 0 else float(covariance / denom * 100.0)
-
-
-def pearson(pred: np.ndarray, gold: np.ndarray) -> float:
-    """Pearson correlation of scores (0 when either side is constant)."""
-    pred, gold = pred.astype(np.float64), gold.astype(np.float64)
+def correlation(pred: np.ndarray, gold: np.ndarray) -> float:
+    """Pearson correlation in percent (0 when either side is constant)."""
+    pred, gold = np.asarray(pred, dtype=np.float64), np.asarray(gold, dtype=np.float64)
     if pred.std() == 0 or gold.std() == 0:
         return 0.0
     return float(np.corrcoef(pred, gold)[0, 1] * 100.0)
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks with ties given their average rank."""
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values), dtype=np.float64)
-    sorted_values = values[order]
-    start = 0
-    while start < len(values):
-        end = start
-        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
-            end += 1
-        ranks[order[start : end + 1]] = (start + end) / 2.0
-        start = end + 1
-    return ranks
+def unknown_metric_message(name: str) -> str:
+    """Why ``name`` is no metric, with close registered names."""
+    known = METRICS.names()
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = (
+        "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+        if close
+        else f"known metrics: {', '.join(known)}"
+    )
+    return f"unknown metric '{name}'; {hint} (`kdnlu list metrics` shows every metric)"
 
 
-def spearman(pred: np.ndarray, gold: np.ndarray) -> float:
-    """Spearman rank correlation (Pearson of the ranks, ties averaged)."""
-    return pearson(_ranks(np.asarray(pred)), _ranks(np.asarray(gold)))
+def metrics_for(target: str) -> list[str]:
+    """The registered metrics that score labels of kind ``target`` (class, score, token)."""
+    return [entry.name for entry in METRICS if target in entry.facts["targets"]]
 
 
-METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "accuracy": accuracy,
-    "f1": f1,
-    "mcc": mcc,
-    "pearson": pearson,
-    "spearman": spearman,
-}
-CLASSIFICATION_METRICS = ("accuracy", "f1", "mcc")
-REGRESSION_METRICS = ("pearson", "spearman")
+def greater_is_better(name: str) -> bool:
+    """Whether a higher value of metric ``name`` is better (True for names not registered in
+    this process, e.g. a plugin's metric read back from a results file)."""
+    if name not in METRICS:
+        return True
+    return bool(METRICS.get(name).facts["greater_is_better"])
 
 
-TOKEN_METRICS = ("span_f1", "token_accuracy")
+def improves(score: float, best: float | None, higher_is_better: bool) -> bool:
+    """Whether ``score`` beats ``best`` (None: nothing yet) in the metric's direction."""
+    if best is None:
+        return True
+    return score > best if higher_is_better else score < best
 
 
-def tag_spans(tags: Sequence[str]) -> set[tuple[int, int, str]]:
-    """Labelled spans ``(start, end, type)`` of one tag sequence (end exclusive).
-
-    ``B-X`` starts a span of type X and ``I-X`` continues it (an ``I-X`` after anything but a
-    span of type X starts one, as CoNLL's evaluation script reads IOB1); ``O`` is outside; any
-    other tag is its own type, a run of equal tags being one span.
-    """
-    spans: set[tuple[int, int, str]] = set()
-    start, kind = 0, None
-    for i, tag in enumerate([*tags, "O"]):
-        prefix, _, rest = tag.partition("-")
-        if tag == "O":
-            new, begins = None, True
-        elif prefix in ("B", "I") and rest:
-            new, begins = rest, prefix == "B" or kind != rest
-        else:
-            new, begins = tag, kind != tag
-        if kind is not None and (begins or new != kind):
-            spans.add((start, i, kind))
-        if begins or new != kind:
-            start, kind = i, new
-    return spans
-
-
-def span_f1(pred: Sequence[Sequence[str]], gold: Sequence[Sequence[str]]) -> float:
-    """Micro F1 (percent) of exactly matching labelled spans over all sequences."""
-    found = correct = expected = 0
-    for p, g in zip(pred, gold, strict=True):
-        p_spans, g_spans = tag_spans(p), tag_spans(g)
-        found, expected = found + len(p_spans), expected + len(g_spans)
-        correct += len(p_spans & g_spans)
-    if correct == 0:
-        return 0.0
-    precision, recall = correct / found, correct / expected
-    return float(200 * precision * recall / (precision + recall))
-
-
-def token_accuracy(pred: Sequence[Sequence[str]], gold: Sequence[Sequence[str]]) -> float:
-    """Percent of words whose tag is right."""
-    pairs = [(a, b) for p, g in zip(pred, gold, strict=True) for a, b in zip(p, g, strict=True)]
-    return float(100 * np.mean([a == b for a, b in pairs])) if pairs else 0.0
-
-
-TOKEN_METRIC_FUNCTIONS = {"span_f1": span_f1, "token_accuracy": token_accuracy}
-
-
-def compute_token_metrics(
-    names: tuple[str, ...], pred: Sequence[Sequence[str]], gold: Sequence[Sequence[str]]
+def compute_metrics(
+    names: Sequence[str], pred: Any, gold: Any, groups: np.ndarray | None = None
 ) -> dict[str, float]:
-    """Token-labelling metrics from per-sentence tag sequences (tag strings)."""
-    unknown = [n for n in names if n not in TOKEN_METRIC_FUNCTIONS]
-    if unknown:
-        raise KeyError(f"unknown token metric(s) {unknown}; known: {', '.join(TOKEN_METRICS)}")
-    return {name: TOKEN_METRIC_FUNCTIONS[name](pred, gold) for name in names}
-
-
-def compute_metrics(names: tuple[str, ...], pred: np.ndarray, gold: np.ndarray) -> dict[str, float]:
-    """Every metric in ``names`` of predictions against gold labels."""
+    """Every metric in ``names`` of predictions against gold labels (arrays, or per-sentence tag
+    lists for token metrics). Metrics registered with ``groups=True`` also get each row's group
+    number (``groups``; every row alone when None)."""
     unknown = [n for n in names if n not in METRICS]
     if unknown:
-        raise KeyError(f"unknown metric(s) {unknown}; known: {', '.join(METRICS)}")
-    return {name: METRICS[name](pred, gold) for name in names}
+        raise KeyError(unknown_metric_message(unknown[0]))
+    values = {}
+    for name in names:
+        entry = METRICS.get(name)
+        if entry.facts["groups"]:
+            numbers = np.arange(len(gold)) if groups is None else np.asarray(groups)
+            values[name] = float(entry.builder(pred, gold, numbers))
+        else:
+            values[name] = float(entry.builder(pred, gold))
+    return values
+
+
+def higher_is_better(names: Sequence[str]) -> bool:
+    """The direction of a task's score over metrics ``names`` (see ``task_score``): higher is
+    better unless every one of them is lower-is-better."""
+    return not names or any(greater_is_better(name) for name in names)
+
+
+def task_score(metrics: Mapping[str, float]) -> tuple[float, bool]:
+    """One task's score and whether higher is better.
+
+    The score is the mean of the task's higher-is-better metrics; a task with only
+    lower-is-better metrics (errors) scores the mean of those, lower being better.
+    """
+    if not metrics:
+        raise ValueError("no metric values")
+    if not higher_is_better(list(metrics)):
+        return float(np.mean(list(metrics.values()))), False
+    return float(np.mean([v for name, v in metrics.items() if greater_is_better(name)])), True
 
 
 def task_average(results: Mapping[str, Mapping[str, float]]) -> float:
     """Mean over tasks of each task's score, GLUE-style, for any tasks.
 
-    A task's score is the mean of its metrics; a task evaluated on several splits (keys
-    ``task/split``) scores the mean over its splits, so it counts once.
+    A task's score is the mean of its higher-is-better metrics (``task_score``); a task
+    evaluated on several splits (keys ``task/split``) scores the mean over its splits, so it
+    counts once. Tasks scored only by lower-is-better metrics are left out: an error is not
+    added to accuracies. Raises ``ValueError`` when no task is left to average.
     """
-    per_split: dict[str, list[float]] = {}
+    per_task: dict[str, list[float]] = {}
     for key, metrics in results.items():
         if not metrics:
             raise ValueError(f"'{key}' has no metric values")
-        per_split.setdefault(key.split("/", 1)[0], []).append(
-            float(np.mean(list(metrics.values())))
+        score, higher = task_score(metrics)
+        if higher:
+            per_task.setdefault(key.split("/", 1)[0], []).append(score)
+    if not per_task:
+        what = ", ".join(results) if results else "none"
+        raise ValueError(
+            f"no evaluation to average: the average takes higher-is-better metrics only, and "
+            f"there are none (evaluations: {what})"
         )
-    if not per_split:
-        raise ValueError("no evaluation results to average")
-    return float(np.mean([np.mean(scores) for scores in per_split.values()]))
+    return float(np.mean([np.mean(scores) for scores in per_task.values()]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,14 @@ from kdnlu.config import (
     unknown_key_error,
 )
 from kdnlu.datadir import GET_GLUE_HINT, glue_dir
-from kdnlu.errors import KdnluError, RecipeError
-from kdnlu.recipe_checks import check_distill, check_loss_fits, lookup
+from kdnlu.errors import RecipeError
+from kdnlu.recipe_checks import (
+    build_task,
+    check_distill,
+    check_loss_fits,
+    check_task_metrics,
+    lookup,
+)
 from kdnlu.registry import ENCODERS, HEADS, LOSSES, SAMPLERS, TASKS, Registry
 from kdnlu.schema import DistillConfig, RecipeHeader, TaskOptions, TrainConfig
 from kdnlu.task import Task
@@ -275,8 +282,22 @@ def _as_mapping(raw: Any, path: KeyPath, ctx: Context, expected: str) -> dict[st
     return dict(raw)
 
 
+def task_default(raw: Any, default: Any) -> tuple[Any, str | None]:
+    """A task's head or loss as the recipe writes it over the task's default (a name, or a
+    mapping of name and config values that the recipe's keys override when it names the same
+    component or none); the raw value and the default name for ``_component``."""
+    if not isinstance(default, Mapping):
+        return raw, default
+    name, values = default["name"], {k: v for k, v in default.items() if k != "name"}
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if raw is None or (isinstance(raw, dict) and raw.get("name", name) == name):
+        raw = {**values, **(raw or {})}
+    return raw, name
+
+
 def _component(
-    registry: Registry, raw: Any, path: KeyPath, ctx: Context, default_name: str | None
+    registry: Registry, raw: Any, default_name: str | None, path: KeyPath, ctx: Context
 ) -> ComponentSpec:
     raw = _as_mapping(raw, path, ctx, f"expected a {registry.kind} name or a mapping with 'name'")
     name = raw.pop("name", default_name)
@@ -312,10 +333,7 @@ def _task(
     config = build_dataclass(
         entry.config, {k: v for k, v in raw.items() if k in plugin_keys}, path, ctx
     )
-    try:
-        task = entry.build(config, data_root=data_root.path)
-    except KdnluError as exc:
-        raise ctx.error(path, f"tasks.{key}: {exc}") from None
+    task = build_task(key, entry, config, data_root.path, ctx)
     if check_files and "train" not in task.files:
         reason = getattr(task, "absent_splits", {}).get("train", "")
         if options.optional:
@@ -333,9 +351,10 @@ def _task(
             return None
         if file is not None and not file.is_file():
             raise _missing_file(key, file, data_root, path, ctx)
-    head = _component(HEADS, head_raw, (*path, "head"), ctx, task.default_head)
-    loss = _component(LOSSES, loss_raw, (*path, "loss"), ctx, task.default_loss)
+    head = _component(HEADS, *task_default(head_raw, task.default_head), (*path, "head"), ctx)
+    loss = _component(LOSSES, *task_default(loss_raw, task.default_loss), (*path, "loss"), ctx)
     check_loss_fits(key, task, loss, ctx)
+    check_task_metrics(key, task, entry, ctx)
     return TaskSpec(name=name, config=config, head=head, loss=loss, options=options)
 
 
@@ -392,7 +411,7 @@ def _validate(
             "missing required key 'encoder' (e.g. encoder: {name: hf, path: "
             "minilm}); `kdnlu list encoders` shows the choices",
         )
-    encoder = _component(ENCODERS, raw["encoder"], ("encoder",), ctx, None)
+    encoder = _component(ENCODERS, raw["encoder"], None, ("encoder",), ctx)
     tasks_raw = raw.get("tasks")
     if not isinstance(tasks_raw, dict) or not tasks_raw:
         raise ctx.error(
@@ -410,7 +429,7 @@ def _validate(
             f"data_root {data_root.path} (from {data_root.source}); nothing to train. "
             f"{GET_GLUE_HINT}",
         )
-    sampler = _component(SAMPLERS, raw.get("sampler"), ("sampler",), ctx, DEFAULT_SAMPLER)
+    sampler = _component(SAMPLERS, raw.get("sampler"), DEFAULT_SAMPLER, ("sampler",), ctx)
     train = build_dataclass(TrainConfig, raw.get("train"), ("train",), ctx)
     distill = None
     if raw.get("distill") is not None:

@@ -23,7 +23,7 @@ from kdnlu.data import encode_examples
 from kdnlu.errors import KdnluError
 from kdnlu.evaluation import eval_name, predict_outputs
 from kdnlu.lock import lock_folder
-from kdnlu.metrics import task_average
+from kdnlu.metrics import higher_is_better, task_score
 from kdnlu.nonfinite import nonfinite_weights
 from kdnlu.store import (
     LogitStore,
@@ -72,9 +72,8 @@ def teacher_splits(run: TrainedRun, key: str, splits: Sequence[str]) -> list[str
 
 def check_teachers(runs: Sequence[TrainedRun], tasks: Sequence[str] | None) -> list[str]:
     """The task keys to teach (all that every teacher has, unless named); refuses tasks whose
-    outputs cannot serve as soft targets (token labelling, ranking)."""
-    from kdnlu.build import build_losses
-
+    outputs cannot serve as soft targets (token labelling). A ranking or multiple-choice task
+    stores one score per candidate row."""
     if tasks:
         for run in runs:
             missing = [k for k in tasks if k not in run.tasks]
@@ -89,17 +88,11 @@ def check_teachers(runs: Sequence[TrainedRun], tasks: Sequence[str] | None) -> l
         if not keys:
             raise KdnluError("the teachers share no task")
     for run in runs:
-        losses = build_losses(run.recipe)
         for key in keys:
             if run.tasks[key].level == "token":
                 raise KdnluError(
                     f"teacher {run.run_dir}: task {key} labels tokens; its outputs are per token "
                     "and the logit store holds one row per example"
-                )
-            if losses[key].target == "group":
-                raise KdnluError(
-                    f"teacher {run.run_dir}: task {key} is trained with a ranking loss; its "
-                    "scores rank candidates and are no class distribution to distill"
                 )
     return keys
 
@@ -117,8 +110,9 @@ def check_finite_weights(run: TrainedRun) -> None:
 
 
 def teacher_dev_score(run: TrainedRun, key: str) -> float | None:
-    """A teacher's dev score on one task at the checkpoint it is stored from: the mean of the
-    task's metrics (over its evaluation splits), as that checkpoint recorded them."""
+    """A teacher's dev score on one task at the checkpoint it is stored from: the task's score
+    (``kdnlu.metrics.task_score``, over its evaluation splits), as that checkpoint recorded
+    it."""
     try:
         dev = json.loads((run.checkpoint / STATE).read_text("utf-8")).get("dev") or {}
     except (OSError, ValueError):
@@ -127,7 +121,7 @@ def teacher_dev_score(run: TrainedRun, key: str) -> float | None:
     names = [eval_name(key, split, task) for split in task.eval_splits]
     if not names or any(name not in dev for name in names):
         return None
-    return statistics.mean(task_average({name: dev[name]}) for name in names)
+    return statistics.mean(task_score(dev[name])[0] for name in names)
 
 
 def best_teachers(runs: Sequence[TrainedRun], key: str, keep: int) -> list[int]:
@@ -142,7 +136,8 @@ def best_teachers(runs: Sequence[TrainedRun], key: str, keep: int) -> list[int]:
             f"--keep-best ranks teachers by their dev score on {key} at the checkpoint stored, "
             f"but {', '.join(missing)} recorded none there (trained without evaluation?)"
         )
-    ranked = sorted(range(len(runs)), key=lambda i: -scores[i])[:keep]  # sorted() is stable
+    sign = -1.0 if higher_is_better(runs[0].tasks[key].metrics) else 1.0  # errors: lowest first
+    ranked = sorted(range(len(runs)), key=lambda i: sign * scores[i])[:keep]  # sorted() is stable
     chosen = sorted(ranked)
     kept = ", ".join(f"{runs[i].run_dir.name} ({scores[i]:.2f})" for i in chosen)
     dropped = ", ".join(

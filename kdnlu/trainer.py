@@ -33,7 +33,7 @@ from kdnlu.checkpoint import save_checkpoint
 from kdnlu.data import collate
 from kdnlu.distributed import World, join_world, leave_world
 from kdnlu.errors import KdnluError, TrainingError, TrainingInterrupted
-from kdnlu.evaluation import eval_name, evaluate, label_dtype, select_score
+from kdnlu.evaluation import eval_name, evaluate, is_improvement, label_dtype, select_score
 from kdnlu.lock import lock_folder
 from kdnlu.nonfinite import check_skipped, check_weights
 from kdnlu.optim import linear_schedule, make_optimizer
@@ -281,7 +281,7 @@ def _train(
             model, tasks, eval_splits, cfg.eval_batch_size, device, amp_dtype, decoders
         )
         score = select_score(metrics, cfg.best_metric) if metrics else None
-        improved = score is not None and (state.best_score is None or score > state.best_score)
+        improved = score is not None and is_improvement(score, state.best_score, cfg.best_metric)
         if improved:
             state.best_score, state.best_step = score, state.step
             state.evaluations_without_improvement = 0

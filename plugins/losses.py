@@ -143,39 +143,86 @@ def rank_decode(positive_label: int) -> Decoder:
     return decode
 
 
+def group_cross_entropy(
+    scores: torch.Tensor, labels: torch.Tensor, size: int, positive_label: int, name: str
+) -> torch.Tensor:
+    """Cross-entropy of a softmax over each group of ``size`` consecutive rows' scores against
+    the group's one row labelled ``positive_label``."""
+    rows = scores.shape[0]
+    if rows == 0 or rows % size:
+        raise ValueError(
+            f"{name} loss: a batch of {rows} rows is not a whole number of groups of "
+            f"group_size {size}; each group's candidates must be consecutive rows, so the "
+            f"batch size must be a multiple of {size}"
+        )
+    positive = (labels == positive_label).view(-1, size)
+    positives = positive.sum(1)
+    wrong = (positives != 1).nonzero().flatten()
+    if wrong.numel():
+        group = int(wrong[0])
+        found = int(positives[group])
+        what = "no positive candidate" if found == 0 else f"{found} positive candidates"
+        raise ValueError(
+            f"{name} loss: group {group} (rows {group * size} to {group * size + size - 1}) "
+            f"has {what}; each group needs exactly one row labelled {positive_label}"
+        )
+    return F.cross_entropy(scores.view(-1, size), positive.int().argmax(1))
+
+
 @LOSSES.register("ranking", config=RankingConfig)
 def ranking(config: RankingConfig) -> Loss:
     """Softmax over each group's gamma-scaled relevance scores (sigmoid of the head's score),
     NLL of the right candidate: MT-DNN's QNLI loss. Needs a head with one output per row."""
     size = config.group_size
 
+    def relevance(outputs: torch.Tensor) -> torch.Tensor:
+        return config.gamma * torch.sigmoid(outputs)
+
     def ranking_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        scores = config.gamma * torch.sigmoid(one_score_per_row(logits, labels, "ranking"))
-        rows = scores.shape[0]
-        if rows == 0 or rows % size:
-            raise ValueError(
-                f"ranking loss: a batch of {rows} rows is not a whole number of groups of "
-                f"group_size {size}; each group's candidates must be consecutive rows, so the "
-                f"batch size must be a multiple of {size}"
-            )
-        positive = (labels == config.positive_label).view(-1, size)
-        positives = positive.sum(1)
-        wrong = (positives != 1).nonzero().flatten()
-        if wrong.numel():
-            group = int(wrong[0])
-            found = int(positives[group])
-            what = "no positive candidate" if found == 0 else f"{found} positive candidates"
-            raise ValueError(
-                f"ranking loss: group {group} (rows {group * size} to {group * size + size - 1}) "
-                f"has {what}; each group needs exactly one row labelled {config.positive_label}"
-            )
-        return F.cross_entropy(scores.view(-1, size), positive.int().argmax(1))
+        scores = relevance(one_score_per_row(logits, labels, "ranking"))
+        return group_cross_entropy(scores, labels, size, config.positive_label, "ranking")
 
     return Loss(
         "group",
         ranking_loss,
         decode=rank_decode(config.positive_label),
         group_size=size,
+        positive_label=config.positive_label,
+        scores=relevance,
+    )
+
+
+@dataclass(frozen=True)
+class MultipleChoiceConfig:
+    """Candidates per question, and the class index that marks the right one."""
+
+    group_size: int = 2
+    positive_label: int = 1
+
+    def __post_init__(self) -> None:
+        if self.group_size < 2:
+            raise FieldError("group_size", f"must be at least 2, got {self.group_size}")
+        if self.positive_label not in (0, 1):
+            raise FieldError(
+                "positive_label", f"must be 0 or 1 (a binary class), got {self.positive_label}"
+            )
+
+
+@LOSSES.register("multiple_choice", config=MultipleChoiceConfig)
+def multiple_choice(config: MultipleChoiceConfig) -> Loss:
+    """Softmax over each question's candidate scores (one head output per candidate), NLL of
+    the right one; predicts the best-scored candidate of each question."""
+
+    def multiple_choice_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        scores = one_score_per_row(logits, labels, "multiple_choice")
+        name = "multiple_choice"
+        return group_cross_entropy(scores, labels, config.group_size, config.positive_label, name)
+
+    return Loss(
+        "group",
+        multiple_choice_loss,
+        decode=rank_decode(config.positive_label),
+        group_size=config.group_size,
         positive_label=config.positive_label,
     )
 

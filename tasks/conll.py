@@ -21,8 +21,8 @@ from pathlib import Path
 
 from kdnlu.config import FieldError, path_field
 from kdnlu.errors import DataError
-from kdnlu.metrics import TOKEN_METRICS
-from kdnlu.registry import TASKS
+from kdnlu.metrics import metrics_for, unknown_metric_message
+from kdnlu.registry import METRICS, TASKS
 from kdnlu.task import BadRows, Example, Task
 from kdnlu.tsv import read_utf8
 
@@ -47,15 +47,17 @@ class ConllTaskConfig:
     labels: tuple[str, ...] = ()
     word_column: int = 0
     tag_column: int = -1
-    metrics: tuple[str, ...] = TOKEN_METRICS
+    metrics: tuple[str, ...] = ("span_f1", "token_accuracy")
     submission: str | None = None
 
     def __post_init__(self) -> None:
         for name in self.metrics:
-            if name not in TOKEN_METRICS:
+            if name not in METRICS:
+                raise FieldError("metrics", unknown_metric_message(name))
+            if "token" not in METRICS.get(name).facts["targets"]:
                 raise FieldError(
                     "metrics",
-                    f"unknown token metric '{name}'; known: {', '.join(TOKEN_METRICS)}",
+                    f"'{name}' does not score tags; use {', '.join(metrics_for('token'))}",
                 )
         if not self.metrics:
             raise FieldError("metrics", "needs at least one metric")

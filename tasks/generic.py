@@ -13,22 +13,21 @@ tasks:
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from kdnlu.config import FieldError, path_field
 from kdnlu.errors import DataError
-from kdnlu.metrics import CLASSIFICATION_METRICS, METRICS, REGRESSION_METRICS
-from kdnlu.registry import TASKS
-from kdnlu.task import BadRows, Example, Task, parse_label
-from kdnlu.tsv import TsvLayout, read_tsv_examples, read_utf8
+from kdnlu.metrics import metrics_for, unknown_metric_message
+from kdnlu.registry import METRICS, TASKS
+from kdnlu.task import BadRows, Example, Task
+from kdnlu.tsv import TsvLayout, read_tsv_examples
+from kdnlu_tasks.jsonl_rows import LABELLED_SPLITS, read_jsonl_task_file
 
 SPLITS = ("train", "dev", "test")
-LABELLED_SPLITS = ("train", "dev")
 
 
 @dataclass(frozen=True)
@@ -54,19 +53,15 @@ class GenericTaskConfig:
     submission: str | None = None
 
     def __post_init__(self) -> None:
+        kind = "regression" if self.regression else "classification"
+        target = "score" if self.regression else "class"
         for name in self.metrics:
             if name not in METRICS:
-                raise FieldError(
-                    "metrics", f"unknown metric '{name}'; known metrics: {', '.join(METRICS)}"
-                )
-        wrong_kind = CLASSIFICATION_METRICS if self.regression else REGRESSION_METRICS
-        for name in self.metrics:
-            if name in wrong_kind:
-                kind = "regression" if self.regression else "classification"
-                fits = REGRESSION_METRICS if self.regression else CLASSIFICATION_METRICS
+                raise FieldError("metrics", unknown_metric_message(name))
+            if target not in METRICS.get(name).facts["targets"]:
                 raise FieldError(
                     "metrics",
-                    f"'{name}' does not fit a {kind} task; use {', '.join(fits)}",
+                    f"'{name}' does not fit a {kind} task; use {', '.join(metrics_for(target))}",
                 )
         if self.regression and self.labels:
             raise FieldError(
@@ -125,12 +120,50 @@ class TsvTaskConfig(GenericTaskConfig):
 
 @dataclass(frozen=True)
 class JsonlTaskConfig(GenericTaskConfig):
-    """A jsonl task (one JSON object per line): which fields hold texts, label and id."""
+    """A jsonl task (one JSON object per line): which fields hold texts, label and id.
+
+    A field is a top-level name or a dotted path into nested objects (``meta.id``).
+    Multiple choice: ``candidates`` names the field holding each question's list of
+    ``choices`` candidate texts, ``text_a`` the question and ``label`` the index of the right
+    candidate; the task trains with the ``multiple_choice`` loss and predicts one candidate per
+    question.
+    """
 
     text_a: str = "text"
     text_b: str | None = None
     label: str = "label"
     id: str | None = None
+    candidates: str | None = None
+    choices: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.candidates is None:
+            if self.choices is not None:
+                raise FieldError("choices", "only a multiple-choice task (candidates) has choices")
+            return
+        for key in ("labels", "text_b"):
+            if getattr(self, key):
+                raise FieldError(
+                    key,
+                    f"a multiple-choice task takes no {key}: the candidates are the second "
+                    "texts and the label is the index of the right one",
+                )
+        if self.regression:
+            raise FieldError("regression", "a multiple-choice task picks a candidate")
+        if self.choices is None or self.choices < 2:
+            raise FieldError(
+                "choices",
+                f"give the number of candidates per question (2 or more), got {self.choices}",
+            )
+
+    @property
+    def label_names(self) -> tuple[str, ...] | None:
+        """Per candidate: wrong (0) or right (1) for multiple choice; else the configured ones."""
+        return MULTIPLE_CHOICE_LABELS if self.candidates is not None else super().label_names
+
+
+MULTIPLE_CHOICE_LABELS = ("wrong", "right")
 
 
 def split_files(config: GenericTaskConfig, suffix: str, task: str) -> dict[str, Path]:
@@ -158,14 +191,14 @@ def build_generic_task(
     description: str,
 ) -> Task:
     """The ``Task`` of a tsv or jsonl config; ``reader(config, label_names, name, path, split)``."""
-    if not config.regression and not config.labels:
+    if not config.regression and not config.label_names:
         raise DataError(
             f"task '{name}' needs its label space: labels: [...] (the class strings, in class "
             "index order) or regression: true"
         )
     files = split_files(config, suffix, name)
     regression = config.regression
-    metrics = config.metrics or (REGRESSION_METRICS if regression else ("accuracy",))
+    metrics = config.metrics or (("pearson", "spearman") if regression else ("accuracy",))
     output_range = config.output_range
     return Task(
         name=name,
@@ -205,70 +238,6 @@ def read_tsv_task_file(
     )
 
 
-def _text_field(row: dict[str, Any], key: str) -> str:
-    if key not in row:
-        raise ValueError(f"field '{key}' is missing")
-    if not isinstance(row[key], str):
-        raise ValueError(f"field '{key}' is not a string (got {json.dumps(row[key])})")
-    return row[key]
-
-
-def _jsonl_example(
-    config: JsonlTaskConfig,
-    label_names: tuple[str, ...] | None,
-    task: str,
-    line: str,
-    number: int,
-    labelled: bool,
-) -> Example:
-    """One JSON line as an Example; ``ValueError`` says why the row cannot be read."""
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(row, dict):
-        raise ValueError(f"expected a JSON object, found {type(row).__name__}")
-    label = None
-    if row.get(config.label) is not None:
-        label = parse_label(row[config.label], label_names, task, config.output_range)
-    elif labelled:
-        state = "null" if config.label in row else "missing"
-        raise ValueError(f"field '{config.label}' (the label) is {state}")
-    uid = str(number)
-    if config.id is not None:
-        if config.id not in row:
-            raise ValueError(f"field '{config.id}' (the id) is missing")
-        uid = str(row[config.id])
-    return Example(
-        uid=uid,
-        text_a=_text_field(row, config.text_a),
-        text_b=_text_field(row, config.text_b) if config.text_b is not None else None,
-        label=label,
-    )
-
-
-def read_jsonl_task_file(
-    config: JsonlTaskConfig,
-    label_names: tuple[str, ...] | None,
-    task: str,
-    path: Path,
-    split: str,
-    bad_rows: BadRows | None = None,
-) -> list[Example]:
-    """Read one JSON-lines file; train and dev rows must have a label. Blank lines are skipped."""
-    bad_rows = bad_rows if bad_rows is not None else BadRows(path)
-    labelled = split in LABELLED_SPLITS
-    examples = []
-    for number, line in enumerate(read_utf8(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            examples.append(_jsonl_example(config, label_names, task, line, number, labelled))
-        except ValueError as exc:
-            bad_rows.report(number, str(exc))
-    return examples
-
-
 @TASKS.register("tsv", config=TsvTaskConfig)
 def tsv_task(config: TsvTaskConfig, data_root: str | None = None) -> Task:
     """Any tab-separated files: columns, labels and metrics set in the recipe."""
@@ -278,4 +247,10 @@ def tsv_task(config: TsvTaskConfig, data_root: str | None = None) -> Task:
 @TASKS.register("jsonl", config=JsonlTaskConfig)
 def jsonl_task(config: JsonlTaskConfig, data_root: str | None = None) -> Task:
     """Any JSON-lines files: fields, labels and metrics set in the recipe."""
-    return build_generic_task("jsonl", config, ".jsonl", read_jsonl_task_file, "JSON-lines task")
+    task = build_generic_task("jsonl", config, ".jsonl", read_jsonl_task_file, "JSON-lines task")
+    if config.candidates is None:
+        return task
+    loss = {"name": "multiple_choice", "group_size": config.choices, "positive_label": 1}
+    return dataclasses.replace(
+        task, metrics=config.metrics or ("group_accuracy",), default_loss=loss
+    )

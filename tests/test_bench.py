@@ -360,3 +360,16 @@ def test_points_option_runs_some_points_and_leaves_the_others_for_later(
     assert [(r.point, r.seed) for r in pending_runs(full)] == [("kd", 1), ("kd", 2)]
     report = (full.folder / "report.md").read_text()
     assert "2 run(s) not run yet (or interrupted): run the bench again." in report
+
+
+def test_report_keeps_an_error_metric_out_of_the_average(tmp_path: Path, recipe: Path) -> None:
+    bench, results = fixture_bench(tmp_path, recipe)
+    for record in results.values():
+        if record["status"] == "ok":
+            record["last"]["price"] = {"mae": 2.0 + record["seed"]}
+    report = markdown_report(bench, results)
+    assert "| point | seeds | rte | mrpc | price (lower is better) | average |" in report
+    # the average is the same as without the error column: rte and mrpc only
+    assert "| lr=0.001 | 3/3 | 62.00 ± 2.00 | 76.00 ± 1.00 | 4.00 ± 1.00 | 69.00 ± 1.32 |" in report
+    rows = list(csv.DictReader(io.StringIO(results_csv(bench, results))))
+    assert (rows[0]["price.mae"], rows[0]["average"]) == ("3.0000", "67.5000")

@@ -69,3 +69,50 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 def test_dry_run_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert train_main([str(RECIPES / "tiny.yaml"), "--dry-run"]) == 0
     assert capsys.readouterr().out.startswith("recipe 'tiny' is valid\n")
+
+
+def test_list_metrics_shows_their_direction(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "metrics"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("metrics:\n  accuracy  -  Percentage of predictions equal to the gold")
+    assert "  mae  -  Mean absolute error of scores" in out
+    mae = out.split("  mae  -  ", 1)[1].splitlines()
+    assert mae[1:3] == ["      greater_is_better: False", "      targets: ('score',)"]
+
+
+METRIC_PLUGIN = '''\
+import numpy as np
+
+from kdnlu.registry import METRICS
+
+
+@METRICS.register("max_error", greater_is_better=False, targets=("score",))
+def max_error(pred, gold):
+    """Largest absolute error of any row."""
+    return float(np.abs(pred - gold).max())
+'''
+
+
+def test_list_imports_shows_what_a_plugin_adds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kdnlu.registry import METRICS
+
+    write(tmp_path / "max_error.py", METRIC_PLUGIN)
+    try:
+        assert main(["list", "--imports", "max_error.py"]) == 0
+        out = capsys.readouterr().out
+        assert out.splitlines()[:3] == [
+            "metrics:",
+            "  max_error  -  Largest absolute error of any row.  "
+            f"[kdnlu_recipe_import_max_error_{out.split('max_error_')[1].split(']')[0]}]",
+            "      greater_is_better: False",
+        ]
+        assert "accuracy" not in out and "heads:" not in out
+        recipe = write(tmp_path / "sub" / "r.yaml", "imports: [../max_error.py]\n")
+        assert main(["list", "--recipe", str(recipe)]) == 0
+        assert "  max_error  -  Largest absolute error" in capsys.readouterr().out
+        assert main(["list", "heads", "--recipe", str(recipe)]) == 0
+        assert capsys.readouterr().out == "../max_error.py add(s) no heads\n"
+    finally:
+        METRICS.unregister("max_error")

@@ -35,7 +35,7 @@ def test_plugin_tutorial_code_runs_from_a_recipe(tmp_path) -> None:
     from kdnlu.registry import HEADS
     from kdnlu.trainer import train
 
-    (code,) = python_blocks((REPO / "docs" / "plugins.md").read_text())
+    _, code = python_blocks((REPO / "docs" / "plugins.md").read_text())
     write(tmp_path / "mean_pool.py", code)
     text = TINY_RECIPE + "imports: [mean_pool.py]\n"
     text = text.replace(
@@ -47,3 +47,20 @@ def test_plugin_tutorial_code_runs_from_a_recipe(tmp_path) -> None:
         assert train(recipe, progress=False).steps == 2
     finally:
         HEADS.unregister("mean_pool")
+
+
+def test_plugin_metric_example_registers_an_error_metric(tmp_path) -> None:
+    import numpy as np
+
+    from conftest import write
+    from kdnlu import discovery
+    from kdnlu.metrics import greater_is_better
+    from kdnlu.registry import METRICS
+
+    code, _ = python_blocks((REPO / "docs" / "plugins.md").read_text())
+    try:
+        discovery.import_file(write(tmp_path / "rmse.py", code), "test")
+        assert greater_is_better("rmse") is False
+        assert METRICS.get("rmse").builder(np.array([1.0, 3.0]), np.array([1.0, 1.0])) == 2**0.5
+    finally:
+        METRICS.unregister("rmse")

@@ -1,5 +1,6 @@
 """The recipe-configured tsv and jsonl tasks, on small files written for each test."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -237,12 +238,14 @@ def test_from_a_recipe_with_relative_paths_and_skip(tmp_path: Path) -> None:
         (
             "    name: tsv\n    data: pairs\n    labels: [a, b]\n    metrics: [accuracy, bleu]\n",
             "{path}:7: tasks.pairs.metrics: unknown metric 'bleu'; known metrics: accuracy, f1, "
-            "mcc, pearson, spearman",
+            "group_accuracy, "
+            "mae, mcc, pearson, span_f1, spearman, token_accuracy (`kdnlu list metrics` shows "
+            "every metric)",
         ),
         (
             "    name: tsv\n    data: pairs\n    regression: true\n    metrics: [accuracy]\n",
             "{path}:7: tasks.pairs.metrics: 'accuracy' does not fit a regression task; use "
-            "pearson, spearman",
+            "mae, pearson, spearman",
         ),
         (
             "    name: tsv\n    data: pairs\n    labels: [a, b, c]\n    metrics: [f1]\n",
@@ -283,3 +286,52 @@ def test_jsonl_with_byte_order_mark(tmp_path: Path) -> None:
     path = write(tmp_path / "train.jsonl", '\ufeff{"text": "a", "label": "x"}\n')
     task = TASKS.get("jsonl").build(JsonlTaskConfig(train=str(path), labels=("x",)))
     assert task.read("train") == [Example("1", "a", None, 0)]
+
+
+def test_jsonl_reads_nested_fields_by_dotted_path(tmp_path: Path) -> None:
+    path = jsonl(
+        tmp_path / "train.jsonl",
+        [
+            {"meta": {"id": "q1", "gold": {"label": "pos"}}, "body": {"text": "fine"}},
+            {"meta": {"id": 2, "gold": {"label": "neg"}}, "body": {"text": "bad"}, "x.y": "z"},
+        ],
+    )
+    config = JsonlTaskConfig(
+        train=str(path),
+        text_a="body.text",
+        label="meta.gold.label",
+        id="meta.id",
+        labels=("neg", "pos"),
+    )
+    task = TASKS.get("jsonl").build(config)
+    assert task.read("train") == [Example("q1", "fine", None, 1), Example("2", "bad", None, 0)]
+    literal = dataclasses.replace(config, id="x.y")
+    with pytest.raises(DataError) as err:  # a field named with a dot is read as it is
+        TASKS.get("jsonl").build(literal).read("train")
+    assert str(err.value) == f"{path}:1: field 'x.y' (the id) is missing. {FIX}"
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        (
+            {"text": "x", "label": "pos", "meta": {"id": 1}},
+            "field 'meta' (the id) is not a string or a number (got {\"id\": 1}); name the "
+            "nested field with a dotted path, e.g. meta.id",
+        ),
+        (
+            {"text": {"en": "x"}, "label": "pos", "meta": 1},
+            'field \'text\' is not a string (got {"en": "x"})',
+        ),
+        (
+            {"text": "x", "label": ["pos"], "meta": 1},
+            "field 'label' (the label) is not a string or a number (got [\"pos\"])",
+        ),
+    ],
+)
+def test_jsonl_non_scalar_id_text_or_label_is_an_error(tmp_path: Path, row, reason: str) -> None:
+    path = jsonl(tmp_path / "dev.jsonl", [{"text": "ok", "label": "neg", "meta": "a"}, row])
+    config = JsonlTaskConfig(dev=str(path), id="meta", labels=("neg", "pos"))
+    with pytest.raises(DataError) as err:
+        TASKS.get("jsonl").build(config).read("dev")
+    assert str(err.value) == f"{path}:2: {reason}. {FIX}"

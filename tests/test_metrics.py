@@ -1,17 +1,10 @@
 import numpy as np
 import pytest
 
-from kdnlu.metrics import (
-    CLASSIFICATION_METRICS,
-    METRICS,
-    REGRESSION_METRICS,
-    accuracy,
-    compute_metrics,
-    f1,
-    mcc,
-    pearson,
-    spearman,
-)
+from kdnlu.errors import RegistryError
+from kdnlu.metrics import compute_metrics, metrics_for, task_average, task_score
+from kdnlu.registry import METRIC_TARGETS, METRICS, Registry
+from kdnlu_plugins.metrics import accuracy, f1, mae, mcc, pearson, spearman
 from kdnlu_tasks.glue import glue_score
 
 
@@ -55,7 +48,87 @@ def test_mcc_multiclass_is_gorodkins_rk() -> None:
 
 
 def test_metric_kinds_cover_every_metric() -> None:
-    assert set(CLASSIFICATION_METRICS) | set(REGRESSION_METRICS) == set(METRICS)
+    covered = {name for target in METRIC_TARGETS for name in metrics_for(target)}
+    assert covered == set(METRICS.names())
+    assert metrics_for("score") == ["mae", "pearson", "spearman"]
+
+
+@pytest.mark.parametrize("entry", list(METRICS), ids=lambda e: e.name)
+def test_metric_contract(entry) -> None:
+    """Every metric declares its direction and the label kinds it scores, and scores them."""
+    assert isinstance(entry.facts["greater_is_better"], bool)
+    assert set(entry.facts["targets"]) <= set(METRIC_TARGETS) and entry.facts["targets"]
+    assert isinstance(entry.facts["groups"], bool)
+    if "token" in entry.facts["targets"]:
+        value = compute_metrics([entry.name], [["B-X", "O"]], [["B-X", "O"]])[entry.name]
+    else:
+        pred, gold = np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0])
+        value = compute_metrics([entry.name], pred, gold, np.array([0, 0, 1, 1]))[entry.name]
+    assert np.isfinite(value)
+
+
+def test_group_accuracy_scores_whole_questions() -> None:
+    # two questions of two candidates: the first answered right, the second wrong
+    pred, gold = np.array([1, 0, 1, 0]), np.array([1, 0, 0, 1])
+    scores = compute_metrics(["group_accuracy", "accuracy"], pred, gold, np.array([0, 0, 1, 1]))
+    assert scores == {"group_accuracy": 50.0, "accuracy": 50.0}
+    assert compute_metrics(["group_accuracy"], pred, gold, np.array([3, 3, 3, 3])) == {
+        "group_accuracy": 0.0
+    }
+
+
+def test_mae_is_an_error_metric() -> None:
+    assert mae(np.array([1.0, 3.0]), np.array([2.0, 3.0])) == pytest.approx(0.5)
+    assert METRICS.get("mae").facts == {
+        "greater_is_better": False,
+        "targets": ("score",),
+        "groups": False,
+    }
+
+
+def test_a_metric_must_declare_its_direction() -> None:
+    reg = Registry("metric", "metrics", facts=METRICS.facts)
+    with pytest.raises(RegistryError) as err:
+        reg.register("hits")(accuracy)
+    assert str(err.value) == (
+        "metric 'hits': register it with greater_is_better=... (True when a higher value is a "
+        "better model)"
+    )
+    with pytest.raises(RegistryError) as err:
+        reg.register("hits", greater_is_better=True, higher=True)(accuracy)
+    assert str(err.value) == (
+        "metric 'hits': unknown keyword 'higher' for metrics.register (the metrics registry "
+        "takes: greater_is_better, targets, groups)"
+    )
+
+
+def test_a_metric_scores_known_label_kinds() -> None:
+    reg = Registry("metric", "metrics", facts=METRICS.facts)
+    with pytest.raises(RegistryError) as err:
+        reg.register("hits", greater_is_better=True, targets=("scores",))(accuracy)
+    assert str(err.value) == (
+        "metric 'hits': targets takes some of class, score, token; got ('scores',)"
+    )
+
+
+def test_a_metric_name_is_registered_once() -> None:
+    def accuracy(pred, gold):
+        """Another accuracy."""
+        return 0.0
+
+    accuracy.__module__ = "my_plugin"
+    with pytest.raises(RegistryError, match="metric 'accuracy' is registered twice: first by "):
+        METRICS.register("accuracy", greater_is_better=True)(accuracy)
+    assert METRICS.get("accuracy").module == "kdnlu_plugins.metrics"
+
+
+def test_lower_is_better_metrics_stay_out_of_the_average() -> None:
+    assert task_score({"pearson": 80.0, "mae": 0.7}) == (80.0, True)
+    assert task_score({"mae": 0.7}) == (0.7, False)
+    results = {"rte": {"accuracy": 60.0}, "price": {"mae": 3.0}, "stsb": {"pearson": 80.0}}
+    assert task_average(results) == pytest.approx(70.0)
+    with pytest.raises(ValueError, match="the average takes higher-is-better metrics only"):
+        task_average({"price": {"mae": 3.0}})
 
 
 FULL_GLUE = {

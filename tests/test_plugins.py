@@ -100,8 +100,34 @@ def test_broken_plugin_file_says_which(tmp_path: Path) -> None:
     with pytest.raises(KdnluError) as err:
         load_recipe(path)
     assert str(err.value) == (
-        f"{path}: imports[0]: importing {tmp_path / 'broken.py'} failed: RuntimeError: boom"
+        f"{path}: imports[0]: importing {tmp_path / 'broken.py'} failed in plugin code at "
+        f"{tmp_path / 'broken.py'}:1: RuntimeError: boom. Fix the plugin (--debug shows the "
+        "traceback)."
     )
+
+
+def test_the_same_file_loaded_twice_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a recipe's file path and as a module name: one file, two modules, one message."""
+    write(tmp_path / "twice_head.py", HEAD_PLUGIN.replace("{name}", "twice_mean"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = TINY_RECIPE + "imports: [twice_head.py, twice_head]\n"
+    path = write(tmp_path / "r.yaml", text)
+    try:
+        with pytest.raises(KdnluError) as err:
+            load_recipe(path)
+    finally:
+        HEADS.unregister("twice_mean")
+    file = tmp_path / "twice_head.py"
+    message = str(err.value)
+    assert message.startswith(
+        f"{path}: imports[1]: importing 'twice_head' failed in plugin code at {file}:26: "
+        "RegistryError: "
+    )
+    assert f"head 'twice_mean' is registered twice by the same file {file}, loaded" in message
+    assert "twice (as module 'kdnlu_recipe_import_twice_head_" in message
+    assert "and as 'twice_head'). Load it once: drop the duplicate from imports:" in message
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,18 @@ def test_predict_test_writes_submission_files_and_zip(run_dir: Path, capsys) -> 
     assert f"predicted with {run_dir / 'checkpoints' / 'best'}:" in capsys.readouterr().out
 
 
+def test_predict_only_the_named_tasks(run_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "sub"
+    assert main(["predict", str(run_dir), "--tasks", "mrpc", "--out", str(out), "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["MRPC.tsv", "submission.zip"]
+    assert zipfile.ZipFile(out / "submission.zip").namelist() == ["MRPC.tsv"]
+    capsys.readouterr()
+    assert main(["predict", str(run_dir), "--tasks", "mrpc,qqp", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --tasks: qqp is not a task of {run_dir}; its tasks are rte, mrpc\n"
+    )
+
+
 def test_predict_dev_matches_the_recorded_evaluation(run_dir: Path, tmp_path: Path) -> None:
     assert main(["predict", str(run_dir), "--split", "dev", "--out", str(tmp_path), "--quiet"]) == 0
     run = load_trained(run_dir)

@@ -205,3 +205,23 @@ def test_keep_best_refuses_an_impossible_count_and_teachers_without_scores(
         f"{runs[0]} recorded none there (trained without evaluation?)"
     )
     assert not (tmp_path / "s").exists()
+
+
+def test_keep_best_keeps_the_lowest_errors_of_an_error_metric_task(tmp_path: Path) -> None:
+    """A task scored by an error (mae) ranks its teachers lowest first."""
+    import json
+    from types import SimpleNamespace
+
+    from kdnlu.task import Task
+    from kdnlu.teach import best_teachers
+
+    task = Task("sts", {}, reader=lambda path, split: [], label_names=None, metrics=("mae",))
+    runs = []
+    for name, error in (("a", 0.9), ("b", 0.4), ("c", 0.6)):
+        checkpoint = tmp_path / name / "checkpoints" / "best"
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "trainer_state.json").write_text(json.dumps({"dev": {"sts": {"mae": error}}}))
+        runs.append(
+            SimpleNamespace(run_dir=tmp_path / name, checkpoint=checkpoint, tasks={"sts": task})
+        )
+    assert best_teachers(runs, "sts", 2) == [1, 2]

@@ -12,12 +12,12 @@ from conftest import REPO, TINY_RECIPE, write
 from kdnlu import discovery
 from kdnlu.data import IGNORE, UNKNOWN_TAG, collate, encode_examples
 from kdnlu.errors import DataError, KdnluError, RecipeError
-from kdnlu.metrics import span_f1, tag_spans, token_accuracy
 from kdnlu.predict import write_predictions
 from kdnlu.recipe import load_recipe
 from kdnlu.registry import ENCODERS, TASKS
 from kdnlu.trained import load_trained
 from kdnlu.trainer import train
+from kdnlu_plugins.metrics import span_f1, tag_spans, token_accuracy
 
 discovery.load_builtins()
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from conftest import TINY_RECIPE, write
+from conftest import GLUE_SAMPLE, TINY_RECIPE, write
 from kdnlu.callbacks import Callback
 from kdnlu.errors import KdnluError
 from kdnlu.recipe import load_recipe
@@ -231,3 +231,69 @@ def test_deterministic_mode_holds_for_the_run_only(
         (r.run_dir / "checkpoints/last/model.safetensors").read_bytes() for r in (first, second)
     ]
     assert weights[0] == weights[1]
+
+
+ERROR_METRIC_RECIPE = f"""\
+name: error_metric
+encoder: {{name: tiny, layers: 1, hidden_size: 32, heads: 2, intermediate_size: 64}}
+tasks:
+  sts:
+    name: tsv
+    data: {GLUE_SAMPLE / "STS-B"}
+    text_a: sentence1
+    text_b: sentence2
+    label: score
+    regression: true
+    metrics: [mae, pearson]
+    max_length: 48
+train: {{lr: 3.0e-3, batch_size: 8, epochs: 2, device: cpu, eval_every: 1, warmup: 0,
+         best_metric: sts.mae}}
+"""
+
+
+def test_an_error_metric_keeps_the_lowest_error_checkpoint(tmp_path: Path) -> None:
+    result = train(recipe_with(tmp_path, text=ERROR_METRIC_RECIPE), progress=False)
+    lines = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    errors = [r["dev"]["sts"]["mae"] for r in lines]
+    lowest = lines[errors.index(min(errors))]
+    assert errors.index(min(errors)) != errors.index(max(errors))
+    state = json.loads((result.run_dir / "checkpoints" / "best" / "trainer_state.json").read_text())
+    assert state["step"] == lowest["step"] == result.best_step
+    assert state["score"] == min(errors) == result.best_score == lines[-1]["best_score"]
+
+
+def test_patience_follows_an_error_metric(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error that keeps falling is improving: no early stop while it does."""
+    from kdnlu import trainer
+
+    falling, real = iter([5.0, 4.0, 3.0, 2.0, 1.0]), trainer.evaluate
+
+    def evaluate(*args, **kwargs):
+        results = real(*args, **kwargs)
+        results["sts"]["mae"] = next(falling)
+        return results
+
+    monkeypatch.setattr(trainer, "evaluate", evaluate)
+    recipe = recipe_with(
+        tmp_path, "train.patience=1", "train.max_steps=5", text=ERROR_METRIC_RECIPE
+    )
+    result = train(recipe, progress=False)
+    assert (result.steps, result.best_step, result.best_score) == (5, 5, 1.0)
+
+
+def test_average_of_error_metrics_only_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(KdnluError) as err:
+        train(
+            recipe_with(
+                tmp_path,
+                "train.best_metric=average",
+                "tasks.sts.metrics=[mae]",
+                text=ERROR_METRIC_RECIPE,
+            ),
+            progress=False,
+        )
+    assert str(err.value) == (
+        "train.best_metric is 'average', but every metric of the evaluated tasks is "
+        "lower-is-better and the average takes higher-is-better metrics only; name one "
+        "instead, e.g. train.best_metric: sts.mae"
+    )

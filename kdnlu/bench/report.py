@@ -13,7 +13,7 @@ from typing import Any
 from kdnlu.bench.grid import Bench, Point, value_label
 from kdnlu.bench.runner import read_results
 from kdnlu.bench.stats import mean, paired_t_test, sample_std
-from kdnlu.metrics import task_average
+from kdnlu.metrics import task_average, task_score
 from kdnlu.rundir import atomic_write, atomic_write_text
 
 Metrics = dict[str, dict[str, float]]
@@ -30,14 +30,28 @@ class PointResults:
     pending_seeds: tuple[int, ...]
 
     def scores(self, column: str) -> dict[int, float]:
-        """Per seed: a task's score (the mean of its metrics) or the task average."""
+        """Per seed: a task's score (``kdnlu.metrics.task_score``) or the task average."""
         out = {}
         for seed, metrics in self.by_seed.items():
             if column == AVERAGE:
-                out[seed] = task_average(metrics)
+                average = safe_average(metrics)
+                if average is not None:
+                    out[seed] = average
             elif column in metrics:
-                out[seed] = task_average({column: metrics[column]})
+                out[seed] = task_score(metrics[column])[0]
         return out
+
+    def lower_is_better(self, column: str) -> bool:
+        """Whether a column's score is an error (its task has only lower-is-better metrics)."""
+        return any(column in m and not task_score(m[column])[1] for m in self.by_seed.values())
+
+
+def safe_average(metrics: Metrics) -> float | None:
+    """The task average, or None where no task has a higher-is-better metric."""
+    try:
+        return task_average(metrics)
+    except ValueError:
+        return None
 
 
 def collect(bench: Bench, results: dict[str, dict[str, Any]]) -> list[PointResults]:
@@ -80,6 +94,14 @@ def metric_columns(collected: list[PointResults]) -> list[tuple[str, str]]:
     return list(seen)
 
 
+def column_titles(collected: list[PointResults], columns: list[str]) -> list[str]:
+    """Column names, with a mark on scores where lower is better."""
+    return [
+        f"{c} (lower is better)" if any(pr.lower_is_better(c) for pr in collected) else c
+        for c in columns
+    ]
+
+
 def mean_std_cell(values: list[float]) -> str:
     if not values:
         return "-"
@@ -101,7 +123,9 @@ def markdown_report(bench: Bench, results: dict[str, dict[str, Any]]) -> str:
         f"From `{bench.source}`; {len(bench.points)} point(s) x {seeds} seed(s) "
         f"({', '.join(map(str, bench.seeds))}), {len(bench.runs)} run(s). Dev metrics of each "
         f"run's {bench.evaluation} evaluation, mean ± sample std over seeds; a task's score is "
-        "the mean of its metrics and the average is over tasks, as in the GLUE score.",
+        "the mean of its metrics and the average is over tasks, as in the GLUE score. Metrics "
+        "where lower is better (errors) are left out of both, except for a task that has no "
+        "other: its column is the mean error, marked, and the average leaves it out.",
         "",
         "## Scores",
         "",
@@ -111,7 +135,7 @@ def markdown_report(bench: Bench, results: dict[str, dict[str, Any]]) -> str:
         row = [pr.point.name, f"{len(pr.by_seed)}/{seeds}"]
         row += [mean_std_cell(list(pr.scores(c).values())) for c in [*columns, AVERAGE]]
         rows.append(row)
-    lines += _table(["point", "seeds", *columns, AVERAGE], rows)
+    lines += _table(["point", "seeds", *column_titles(collected, columns), AVERAGE], rows)
     metric_cols = metric_columns(collected)
     if any(len(v) > 1 for pr in collected for m in pr.by_seed.values() for v in m.values()):
         rows = []
@@ -133,10 +157,10 @@ def markdown_report(bench: Bench, results: dict[str, dict[str, Any]]) -> str:
         by_name = {pr.point.name: pr for pr in collected}
         for a, b in bench.compare:
             lines += [f"### {a} vs {b}", ""]
-            lines += _table(
-                ["score", a, b, "a - b", "t", "p", "seeds"],
-                comparison_rows(by_name[a], by_name[b], [*columns, AVERAGE]),
-            )
+            rows = comparison_rows(by_name[a], by_name[b], [*columns, AVERAGE])
+            titles = dict(zip(columns, column_titles(collected, columns), strict=True))
+            rows = [[titles.get(row[0], row[0]), *row[1:]] for row in rows]
+            lines += _table(["score", a, b, "a - b", "t", "p", "seeds"], rows)
             lines.append("")
     failures = [
         rec for rec in results.values() if rec["status"] != "ok" and rec["key"] in _keys(bench)
@@ -201,7 +225,8 @@ def results_csv(bench: Bench, results: dict[str, dict[str, Any]]) -> str:
         row += [rec.get("seconds", ""), rec.get("steps", "")]
         row += [value_label(values_of[run.point][k]) for k in bench.grid_keys]
         row += [f"{flat[m]:.4f}" if m in flat else "" for m in metric_names]
-        row += [f"{task_average(metrics):.4f}" if metrics else ""]
+        average = safe_average(metrics) if metrics else None
+        row += [f"{average:.4f}" if average is not None else ""]
         row += [rec.get("run_dir", ""), " ".join(str(rec.get("error", "")).split())]
         writer.writerow(row)
     return out.getvalue()

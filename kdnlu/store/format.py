@@ -29,10 +29,13 @@ class StoreError(KdnluError):
 
 
 def fingerprint_examples(examples: Iterable[Example]) -> str:
-    """SHA-256 over the examples in order: ids, texts, labels (and words and tags)."""
+    """SHA-256 over the examples in order: ids, texts, labels (and words and tags; and group
+    and candidate where a reader gives them)."""
     digest = hashlib.sha256()
     for ex in examples:
         row = [ex.uid, ex.text_a, ex.text_b, ex.label, ex.words, ex.tags]
+        if ex.group is not None or ex.candidate is not None:
+            row += [ex.group, ex.candidate]
         digest.update(json.dumps(row, ensure_ascii=False).encode())
         digest.update(b"\n")
     return digest.hexdigest()

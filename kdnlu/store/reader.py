@@ -197,7 +197,7 @@ def store_statistics(store: LogitStore) -> dict[str, Any]:
     output): Pearson correlation of each teacher and of the mean with the gold scores, and the
     mean spread (std) across teachers. Top-k: top-1 accuracy, mean top-k mass outside the top k.
     """
-    from kdnlu.metrics import pearson
+    from kdnlu.metrics import correlation as pearson
 
     spec = store.spec
     teachers = len(spec.teachers)
