@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from kdnlu.callbacks import Callback
 from kdnlu.datadir import DATA_ENV, glue_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,6 +95,18 @@ def tiny_bert_checkpoint(folder: Path, layers: int = 1) -> Path:
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+class CrashAt(Callback):
+    """Crashes the run (RuntimeError) right after step ``step``, as a kill would: whatever
+    checkpoints were written by then stay on disk."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, state, task, loss) -> None:
+        if state.step == self.step:
+            raise RuntimeError("crash")
 
 
 def run_python(

@@ -14,8 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import GLUE_SAMPLE, TINY_RECIPE, write
-from kdnlu.callbacks import Callback
+from conftest import GLUE_SAMPLE, TINY_RECIPE, CrashAt, write
 from kdnlu.cli import main, train_main
 from kdnlu.data import encode_examples
 from kdnlu.errors import KdnluError
@@ -29,22 +28,13 @@ from kdnlu.trained import load_trained
 from kdnlu.trainer import train
 
 
-class StopAt(Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, state, task, loss):
-        if state.step == self.step:
-            raise RuntimeError("crash")
-
-
 @pytest.fixture
 def stopped_run(tmp_path: Path) -> Path:
     """A run cut at step 2 of 4 with a checkpoint of step 1 (resumable) and a best."""
     overrides = ["train.checkpoint_every=1", "train.eval_every=1"]
     recipe = load_recipe(write(tmp_path / "r.yaml", TINY_RECIPE), overrides)
     with pytest.raises(RuntimeError):
-        train(recipe, progress=False, callbacks=[StopAt(2)])
+        train(recipe, progress=False, callbacks=[CrashAt(2)])
     return tmp_path / "runs" / "tiny_test"
 
 

@@ -9,24 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import GLUE_SAMPLE, TINY_RECIPE, write
-from kdnlu.callbacks import Callback
+from conftest import GLUE_SAMPLE, TINY_RECIPE, CrashAt, write
 from kdnlu.cli import train_main
 from kdnlu.errors import KdnluError
 from kdnlu.recipe import load_recipe
 from kdnlu.resume import check_queues
 from kdnlu.trainer import train
-
-
-class StopAt(Callback):
-    """A crash after ``step`` (the checkpoint of step 3 is on disk by then)."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, state, task, loss):
-        if state.step == self.step:
-            raise RuntimeError("crash")
 
 
 @pytest.fixture
@@ -37,7 +25,7 @@ def stopped_run(tmp_path: Path) -> Path:
     overrides = ["train.epochs=2", "train.checkpoint_every=3", f"data_root={tmp_path / 'glue'}"]
     recipe = load_recipe(write(tmp_path / "tiny.yaml", TINY_RECIPE), overrides)
     with pytest.raises(RuntimeError):
-        train(recipe, progress=False, callbacks=[StopAt(4)])
+        train(recipe, progress=False, callbacks=[CrashAt(4)])
     return tmp_path / "runs" / "tiny_test"
 
 
