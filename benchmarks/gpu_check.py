@@ -26,6 +26,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "tests" / "fixtures" / "glue"
+# a timed run: no evaluation (none would be timed), nothing cached between the runs compared
+TIMED_RUN = ["train.eval_each_epoch=false", f"train.eval_every={10**9}", "train.token_cache=false"]
 STAGES = ("kernel_tests", "soft_ce", "training", "distill_step", "vs_hf_trainer")
 
 
@@ -139,8 +141,7 @@ def train_recipe(data_root: str, smoke: bool, steps: int, amp: bool, extra: list
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as scratch:
         overrides = [
             f"data_root={data_root}", f"output_dir={scratch}", f"train.max_steps={steps}",
-            f"train.amp={str(amp).lower()}", "train.eval_each_epoch=false",
-            f"train.eval_every={10**9}", "train.token_cache=false", *extra,
+            f"train.amp={str(amp).lower()}", *TIMED_RUN, *extra,
         ]  # fmt: skip
         recipe = load_recipe(recipe_path, overrides)
         train(recipe, progress=False, callbacks=[clock])
@@ -186,9 +187,7 @@ def stage_distill_step(smoke: bool) -> dict:
                     f"output_dir={scratch}",
                     "name=teacher",
                     f"train.max_steps={steps}",
-                    "train.eval_each_epoch=false",
-                    f"train.eval_every={10**9}",
-                    "train.token_cache=false",
+                    *TIMED_RUN,
                 ],
             ),  # fmt: skip
             progress=False,

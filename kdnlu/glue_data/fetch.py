@@ -9,7 +9,6 @@ task folder, and a previous copy stays as it was until a verified one replaces i
 from __future__ import annotations
 
 import http.client
-import logging
 import shutil
 import tarfile
 import urllib.error
@@ -28,7 +27,6 @@ from kdnlu.glue_data.verify import check_task
 from kdnlu.lock import lock_folder
 from kdnlu.rundir import recover_swap, staged_dir
 
-log = logging.getLogger("kdnlu.data")
 URL_SCHEMES = ("http://", "https://", "file://")
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 TIMEOUT_S = 60
