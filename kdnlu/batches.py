@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping
+from typing import Any, Protocol
 
 import numpy as np
 
 from kdnlu.data import EncodedSplit, batch_indices
+from kdnlu.generators import python_state, set_python_state
 
 
 class TaskBatches:
@@ -57,3 +59,34 @@ class TaskBatches:
                 batches = [rows[units].reshape(-1).tolist() for units in batches]
             self.queues[task] = batches[::-1]  # pop() from the end keeps the shuffled order
         return self.queues[task].pop()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every task's remaining batches of its current pass and the shuffling generator."""
+        return {"queues": self.queues, "rng": python_state(self.rng)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.queues = {k: [list(b) for b in v] for k, v in state["queues"].items()}
+        set_python_state(state["rng"], self.rng)
+
+
+class Sampler(Protocol):
+    """A registered sampler (plugins/samplers.py): one epoch's order of task batches."""
+
+    def epoch(self, batch_counts: Mapping[str, int], rng: random.Random) -> list[str]: ...
+
+
+class TaskSchedule:
+    """The order of task batches in each epoch: a sampler with a generator of its own, so the
+    task order never changes which rows form a task's batches."""
+
+    def __init__(self, sampler: Sampler, rng: random.Random) -> None:
+        self.sampler, self.rng = sampler, rng
+
+    def epoch(self, batch_counts: Mapping[str, int]) -> list[str]:
+        return self.sampler.epoch(batch_counts, self.rng)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": python_state(self.rng)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        set_python_state(state["rng"], self.rng)

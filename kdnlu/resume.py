@@ -1,10 +1,11 @@
 """Exact resume: everything the training loop needs to go on as if it had never stopped.
 
-A checkpoint's ``training.pt`` holds the optimizer, scheduler and grad-scaler states, the random
-generators (python, numpy, torch; the sampler's and the batcher's own), where the loop is (epoch,
-the epoch's task order and the next position in it, every task's remaining batches) and the
-running losses. It is written with ``torch.save`` and read with ``torch.load(weights_only=True)``:
-tensors and plain containers only, so a tampered file cannot run code.
+A checkpoint's ``training.pt`` holds the loop's ``LoopState`` (``dataclasses.asdict``: where the
+loop is, the running losses, the best score), the optimizer, scheduler and grad-scaler states,
+the global random generators, and the task schedule's and batcher's ``state_dict()`` (their own
+generators, every task's remaining batches). It is written with ``torch.save`` and read with
+``torch.load(weights_only=True)``: tensors and plain containers only, so a tampered file cannot
+run code.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ import hashlib
 import json
 import logging
 import pickle
-import random
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -28,109 +28,51 @@ from kdnlu.callbacks import TrainState
 from kdnlu.checkpoint import STATE, TRAINING_STATE, WEIGHTS, load_weights
 from kdnlu.data import EncodedSplit
 from kdnlu.errors import KdnluError
+from kdnlu.generators import (  # noqa: F401 (kdnlu.mlm reads the torch generators from here)
+    global_generators,
+    set_global_generators,
+    set_torch_generators,
+    torch_generators,
+)
+from kdnlu.loop_state import LoopState
 from kdnlu.rundir import atomic_write_text, recover_swap, staged_dir
 
-FORMAT = 1
+FORMAT = 2  # 2: the loop's state is one LoopState; 1 (before it) cannot be resumed
 
 log = logging.getLogger("kdnlu.train")
 
 
+class Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
 @dataclass
-class LoopPosition:
-    """Where the loop goes on: the epoch, its task order and the next position in it."""
+class Resumable:
+    """The parts of a run that hold state besides the model: what ``checkpoints/last`` saves."""
 
-    epoch: int
-    position: int
-    order: list[str] | None  # None: the epoch has not drawn its order yet
-    task_losses: dict[str, list[float]] = field(default_factory=dict)
-    window: dict[str, list[float]] = field(default_factory=dict)
-    logged: dict[str, list[float]] = field(default_factory=dict)
-    epoch_losses: list[float] = field(default_factory=list)
-    evaluated_at: int = -1
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    schedule: Stateful  # the epochs' task order (kdnlu.batches.TaskSchedule)
+    batches: Stateful  # every task's pending batches (kdnlu.batches.TaskBatches)
+    inputs: dict[str, Any] | None = None  # what the run trains on (run_inputs)
 
 
-def numpy_state() -> dict[str, Any]:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "name": name,
-        "keys": torch.from_numpy(keys.astype(np.int64)),
-        "pos": int(pos),
-        "has_gauss": int(has_gauss),
-        "cached": float(cached),
-    }
-
-
-def set_numpy_state(state: dict[str, Any]) -> None:
-    keys = state["keys"].numpy().astype(np.uint32)
-    np.random.set_state((state["name"], keys, state["pos"], state["has_gauss"], state["cached"]))
-
-
-def python_state(rng: random.Random | None = None) -> list[Any]:
-    """A ``random`` state as lists (torch's safe loader reads lists, not arbitrary tuples)."""
-    version, internal, gauss = (rng or random).getstate()
-    return [version, list(internal), gauss]
-
-
-def set_python_state(state: list[Any], rng: random.Random | None = None) -> None:
-    version, internal, gauss = state
-    (rng or random).setstate((version, tuple(internal), gauss))
-
-
-def torch_generators() -> dict[str, Any]:
-    """torch's CPU generator state (``torch``) and every CUDA device's (``cuda``, [] without)."""
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def set_torch_generators(state: dict[str, Any]) -> None:
-    """Restore what ``torch_generators`` captured (CUDA states only where CUDA is here)."""
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def capture(
-    *,
-    step: int,
-    loop: LoopPosition,
-    train_state: dict[str, Any],
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    scaler: torch.amp.GradScaler,
-    sampler_rng: random.Random,
-    batch_rng: random.Random,
-    queues: dict[str, list[list[int]]],
-    inputs: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The loop's whole state after ``step`` optimizer steps, as safe-to-load data."""
+def capture(loop: LoopState, parts: Resumable) -> dict[str, Any]:
+    """The loop's whole state after ``loop.step`` optimizer steps, as safe-to-load data."""
     return {
         "format": FORMAT,
-        "step": step,
-        "loop": {
-            "epoch": loop.epoch,
-            "position": loop.position,
-            "order": loop.order,
-            "task_losses": loop.task_losses,
-            "window": loop.window,
-            "logged": loop.logged,
-            "epoch_losses": loop.epoch_losses,
-            "evaluated_at": loop.evaluated_at,
-        },
-        "train_state": train_state,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
-        "rng": {
-            "python": python_state(),
-            "numpy": numpy_state(),
-            **torch_generators(),
-            "sampler": python_state(sampler_rng),
-            "batches": python_state(batch_rng),
-        },
-        "queues": queues,
-        **({"inputs": inputs} if inputs is not None else {}),
+        "step": loop.step,
+        "loop": asdict(loop),
+        "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict(),
+        "scaler": parts.scaler.state_dict(),
+        "rng": global_generators(),
+        "schedule": parts.schedule.state_dict(),
+        "batches": parts.batches.state_dict(),
+        **({"inputs": parts.inputs} if parts.inputs is not None else {}),
     }
 
 
@@ -152,6 +94,12 @@ def load_training_state(folder: Path) -> dict[str, Any]:
             "or by an evaluation-only checkpoint; the run cannot be resumed from it"
         )
     state = read_state_file(path)
+    if isinstance(state, dict) and state.get("format") == 1:
+        raise KdnluError(
+            f"{path} was written by an earlier kdnlu (training state format 1, this one reads "
+            f"{FORMAT}); finish that run with the kdnlu that started it, or start it again "
+            f"with kdnlu-train {folder.parents[1]}/recipe.yaml"
+        )
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise KdnluError(f"{path} is not a kdnlu training state of format {FORMAT}")
     return state
@@ -230,7 +178,7 @@ def check_inputs(saved: dict[str, Any], inputs: dict[str, Any], run_dir: Path) -
 
 def check_queues(saved: dict[str, Any], sizes: Mapping[str, int], run_dir: Path) -> None:
     """The rows a checkpoint's pending batches name must still be there (data that shrank)."""
-    for key, batches in saved["queues"].items():
+    for key, batches in saved["batches"]["queues"].items():
         largest = max((max(b) for b in batches if b), default=-1)
         if key not in sizes or largest >= sizes[key]:
             have = f"has {sizes[key]} rows" if key in sizes else "is no longer trained"
@@ -241,71 +189,40 @@ def check_queues(saved: dict[str, Any], sizes: Mapping[str, int], run_dir: Path)
             )
 
 
-def restore_generators(
-    state: dict[str, Any], sampler_rng: random.Random, batch_rng: random.Random
-) -> None:
-    rng = state["rng"]
-    set_python_state(rng["python"])
-    set_numpy_state(rng["numpy"])
-    set_torch_generators(rng)
-    set_python_state(rng["sampler"], sampler_rng)
-    set_python_state(rng["batches"], batch_rng)
-
-
-def loop_position(state: dict[str, Any]) -> LoopPosition:
-    loop = state["loop"]
-    return LoopPosition(
-        epoch=loop["epoch"],
-        position=loop["position"],
-        order=loop["order"],
-        task_losses=dict(loop["task_losses"]),
-        window=dict(loop["window"]),
-        logged=dict(loop["logged"]),
-        epoch_losses=list(loop["epoch_losses"]),
-        evaluated_at=loop["evaluated_at"],
-    )
-
-
 def restore_run(
     saved: dict[str, Any],
     run_dir: Path,
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    scaler: torch.amp.GradScaler,
+    parts: Resumable,
     state: TrainState,
-) -> LoopPosition:
-    """Load ``run_dir/checkpoints/last`` into the freshly built model, optimizer and loop state;
-    drop metrics.jsonl lines written after that checkpoint. Where the loop goes on."""
-    step, kept = saved["step"], saved["train_state"]
-    point = loop_position(saved)
-    restore_missing_best(run_dir, step, kept["best_step"])
-    if step > state.total_steps:
+) -> None:
+    """Load ``run_dir/checkpoints/last`` into the freshly built model, the run's stateful parts
+    and ``state.loop``; drop metrics.jsonl lines written after that checkpoint."""
+    loop = LoopState(**saved["loop"])
+    restore_missing_best(run_dir, loop.step, loop.best_step)
+    if loop.step > state.total_steps:
         raise KdnluError(
-            f"{run_dir}: its checkpoint is at step {step}, but the recipe trains "
+            f"{run_dir}: its checkpoint is at step {loop.step}, but the recipe trains "
             f"{state.total_steps} steps; was recipe.yaml changed?"
         )
-    if (step >= state.total_steps or kept["should_stop"]) and point.evaluated_at == step:
-        raise KdnluError(f"{run_dir} finished at step {step}; there is nothing to resume")
+    finished = loop.step >= state.total_steps or loop.should_stop
+    if finished and loop.evaluated_at == loop.step:
+        raise KdnluError(f"{run_dir} finished at step {loop.step}; there is nothing to resume")
     try:
         load_weights(run_dir / "checkpoints" / "last", model)
-        optimizer.load_state_dict(saved["optimizer"])
+        parts.optimizer.load_state_dict(saved["optimizer"])
     except (RuntimeError, ValueError, KeyError) as exc:
         raise KdnluError(
             f"{run_dir}/checkpoints/last does not fit the model its recipe.yaml builds "
             f"(was the recipe or a plugin changed?): {exc}"
         ) from None
-    scheduler.load_state_dict(saved["scheduler"])
-    scaler.load_state_dict(saved["scaler"])
-    state.step, state.epoch = step, kept["epoch"]
-    state.best_score, state.best_step = kept["best_score"], kept["best_step"]
-    state.evaluations_without_improvement = kept["evaluations_without_improvement"]
-    state.should_stop = kept["should_stop"]
-    state.skipped_batches = kept.get("skipped_batches", 0)
-    state.scalars = {k: list(v) for k, v in kept["scalars"].items()}
-    state.window_scalars = {k: list(v) for k, v in kept["window_scalars"].items()}
-    truncate_metrics(run_dir / "metrics.jsonl", step)
-    return point
+    parts.scheduler.load_state_dict(saved["scheduler"])
+    parts.scaler.load_state_dict(saved["scaler"])
+    set_global_generators(saved["rng"])
+    parts.schedule.load_state_dict(saved["schedule"])
+    parts.batches.load_state_dict(saved["batches"])
+    state.loop = loop
+    truncate_metrics(run_dir / "metrics.jsonl", loop.step)
 
 
 def restore_missing_best(run_dir: Path, step: int, best_step: int | None) -> None:

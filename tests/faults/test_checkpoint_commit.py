@@ -26,11 +26,12 @@ OVERRIDES = ["train.epochs=2", "train.checkpoint_every=3", "train.warmup=0.25"]
 # kills the run right after the first checkpoint folder written at the evaluation of a step
 KILL_AFTER_FIRST_SAVE = """
 import os, signal, sys
+import kdnlu.train_callbacks
 import kdnlu.trainer
 from kdnlu.recipe import load_recipe
 
 recipe_path, step, overrides = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-real_save = kdnlu.trainer.save_checkpoint
+real_save = kdnlu.train_callbacks.save_checkpoint
 
 
 def save_then_kill(folder, model, state, training=None):
@@ -39,7 +40,7 @@ def save_then_kill(folder, model, state, training=None):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-kdnlu.trainer.save_checkpoint = save_then_kill
+kdnlu.train_callbacks.save_checkpoint = save_then_kill
 kdnlu.trainer.train(load_recipe(recipe_path, overrides), progress=False)
 """
 

@@ -107,12 +107,12 @@ def test_a_failed_write_of_a_run_file_is_one_paragraph(
     with pytest.raises(OSError) as err:
         append_jsonl(Path("/dev/full"), {"step": 1})
     assert err.value.errno == errno.ENOSPC and err.value.filename == "/dev/full"
-    import kdnlu.trainer
+    import kdnlu.train_callbacks
 
     def disk_full(path: Path, record: dict) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(kdnlu.trainer, "append_jsonl", disk_full)
+    monkeypatch.setattr(kdnlu.train_callbacks, "append_jsonl", disk_full)
     write(tmp_path / "r.yaml", TINY_RECIPE)
     assert train_main(["r.yaml", "--quiet", "--set", "train.max_steps=1"]) == 2
     assert capsys.readouterr().err == (
