@@ -80,23 +80,20 @@ class Loop:
         self, parts: RunParts, state: TrainState, callbacks: Sequence[Callback], progress: bool
     ) -> None:
         self.parts, self.state, self.cfg = parts, state, parts.cfg
+        cfg = parts.cfg
         self.bar = ProgressBar(parts.recipe.name, progress and parts.world.is_main)
         self.reporter = Reporter(parts)
         self.checkpointer = Checkpointer(parts)
         self.user = [*parts.callbacks, *callbacks]  # the distiller first, then the caller's
-        # at a step's end the caller's callbacks run first; at an evaluation, kdnlu's own
-        self.own = [
-            self.bar,
-            self.reporter,
-            EarlyStopping(self.cfg.patience, self.cfg.best_metric),
-            self.checkpointer,
-        ]
+        # the caller's callbacks run before kdnlu's at a step's end, after its reporting and
+        # before its checkpoints at an evaluation (a stop they ask for is saved with them)
+        self.reporting = [self.bar, self.reporter, EarlyStopping(cfg.patience, cfg.best_metric)]
         self.interrupted: Callable[[], bool] = lambda: False
 
     def run(self) -> RunResult:
         """Train every remaining epoch, then evaluate the steps no evaluation has seen yet."""
         self.announce()
-        for cb in [*self.user, *self.own]:
+        for cb in [*self.user, *self.reporting, self.checkpointer]:
             cb.on_train_start(self.state, self.parts.model)
         try:
             with interrupt_request() as self.interrupted:
@@ -133,7 +130,7 @@ class Loop:
         mean_loss = float(np.mean([v for vs in loop.task_losses.values() for v in vs]))
         loop.epoch_losses.append(mean_loss)
         loop.order, loop.position, loop.task_losses = None, 0, {}  # go on with the next epoch
-        for cb in [*self.user, *self.own]:
+        for cb in [*self.user, *self.reporting, self.checkpointer]:
             cb.on_epoch_end(self.state)
         if self.cfg.eval_each_epoch and loop.evaluated_at != loop.step:
             self.evaluate_and_save(mean_loss)
@@ -159,7 +156,7 @@ class Loop:
         resumable.optimizer.zero_grad(set_to_none=True)
         loop.step += 1
         check_weights(self.parts.model, loop.step, loop.epoch, key)
-        for cb in [*self.user, *self.own]:
+        for cb in [*self.user, *self.reporting, self.checkpointer]:
             cb.on_step_end(self.state, key, value)
 
     def forward_backward(self, key: str, group_size: int) -> float:
@@ -220,9 +217,9 @@ class Loop:
             raise TrainingInterrupted(self.state.run_dir, step)
 
     def evaluate_and_save(self, epoch_loss: float | None) -> None:
-        """Evaluate (when any task has an evaluation split), then kdnlu's callbacks report it,
-        decide on early stopping and save checkpoints, then the caller's see it. With several
-        ranks, rank 0 does it while the others wait for its early-stop decision."""
+        """Evaluate (when any task has an evaluation split); kdnlu's callbacks report it and
+        decide on early stopping, the caller's see it, then the checkpoints are saved. With
+        several ranks, rank 0 does it while the others wait for its stop decision."""
         loop, cfg, world = self.state.loop, self.cfg, self.parts.world
         loop.evaluated_at = loop.step
         if not world.is_main:
@@ -242,7 +239,7 @@ class Loop:
             loop.evaluations_without_improvement += 1
         loop.metrics = metrics
         self.state.evaluation = Evaluation(metrics, score, improved, epoch_loss)
-        for cb in [*self.own, *self.user]:
+        for cb in [*self.reporting, *self.user, self.checkpointer]:
             cb.on_evaluate(self.state, metrics)
         world.broadcast(loop.should_stop)
 

@@ -297,3 +297,43 @@ def test_average_of_error_metrics_only_is_refused(tmp_path: Path) -> None:
         "lower-is-better and the average takes higher-is-better metrics only; name one "
         "instead, e.g. train.best_metric: sts.mae"
     )
+
+
+def test_callbacks_see_the_loop_in_the_documented_order(tmp_path: Path) -> None:
+    class Watch(Callback):
+        """At an evaluation the record is written and the checkpoints are not yet; a value
+        logged at a step's end is in that step's scalars; stopping from on_evaluate ends the
+        run and is saved."""
+
+        def __init__(self) -> None:
+            self.epochs: list[tuple[int, int]] = []
+            self.evaluations: list[tuple[int, int, int]] = []
+
+        def on_step_end(self, state, task, loss) -> None:
+            state.log_scalar("watch/step", float(state.step))
+
+        def on_epoch_end(self, state) -> None:
+            self.epochs.append((state.epoch, len(state.loop.epoch_losses)))
+
+        def on_evaluate(self, state, results) -> None:
+            lines = (state.run_dir / "metrics.jsonl").read_text().splitlines()
+            saved = state.run_dir / "checkpoints" / "last" / "trainer_state.json"
+            saved_step = json.loads(saved.read_text())["step"] if saved.is_file() else 0
+            self.evaluations.append((state.step, json.loads(lines[-1])["step"], saved_step))
+            if state.step == 6:
+                state.should_stop = True
+
+    watch = Watch()
+    result = train(
+        recipe_with(tmp_path, "train.epochs=3", "train.eval_every=3"), progress=False,
+        callbacks=[watch],
+    )  # fmt: skip
+    # 4 steps an epoch: evaluations at 3, 4 (end of epoch 1) and 6, where the callback stops it
+    assert watch.evaluations == [(3, 3, 0), (4, 4, 3), (6, 6, 4)]
+    assert watch.epochs == [(1, 1), (2, 2)]  # epoch 2 ends early, then has its mean loss
+    assert result.steps == 6
+    lines = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["train_scalars"]["watch/step"] for r in lines] == [2.0, 4.0, 5.5]
+    # the stop is saved with the checkpoint: the run cannot be resumed
+    saved = torch.load(result.run_dir / "checkpoints/last/training.pt", weights_only=True)
+    assert saved["loop"]["should_stop"] is True
