@@ -25,9 +25,8 @@ from kdnlu.metrics import metrics_for, unknown_metric_message
 from kdnlu.registry import METRICS, TASKS
 from kdnlu.task import BadRows, Example, Task
 from kdnlu.tsv import read_utf8
-
-SPLITS = ("train", "dev", "test")
-LABELLED_SPLITS = ("train", "dev")
+from kdnlu_tasks.generic import split_files
+from kdnlu_tasks.jsonl_rows import LABELLED_SPLITS
 
 
 @dataclass(frozen=True)
@@ -141,17 +140,7 @@ def conll_task(config: ConllTaskConfig, data_root: str | None = None) -> Task:
         raise DataError(
             "task 'conll' needs its tag set: labels: [O, B-PER, I-PER, ...] (class index order)"
         )
-    files: dict[str, Path] = {}
-    if config.data is not None:
-        files = {split: Path(config.data) / f"{split}.txt" for split in SPLITS}
-    for split in SPLITS:
-        if getattr(config, split) is not None:
-            files[split] = Path(getattr(config, split))
-    if not files:
-        raise DataError(
-            "task 'conll' has no files: set data (a folder with train.txt, dev.txt and "
-            "test.txt) or train, dev and test (one file each)"
-        )
+    files = split_files(config, ".txt", "conll")
     return Task(
         name="conll",
         files=files,

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 from kdnlu.config import FieldError, path_field
 from kdnlu.errors import DataError
@@ -166,8 +167,22 @@ class JsonlTaskConfig(GenericTaskConfig):
 MULTIPLE_CHOICE_LABELS = ("wrong", "right")
 
 
-def split_files(config: GenericTaskConfig, suffix: str, task: str) -> dict[str, Path]:
-    """Split -> file: the ``data`` folder's ``<split><suffix>`` files, then explicit paths."""
+class SplitFileConfig(Protocol):
+    """A task config naming its files: a ``data`` folder and/or one file per split."""
+
+    @property
+    def data(self) -> str | None: ...
+    @property
+    def train(self) -> str | None: ...
+    @property
+    def dev(self) -> str | None: ...
+    @property
+    def test(self) -> str | None: ...
+
+
+def split_files(config: SplitFileConfig, suffix: str, task: str) -> dict[str, Path]:
+    """Split -> file: the ``data`` folder's ``<split><suffix>`` files, then explicit paths
+    (for every task whose files are set in the recipe: tsv, jsonl, conll)."""
     files: dict[str, Path] = {}
     if config.data is not None:
         files = {split: Path(config.data) / f"{split}{suffix}" for split in SPLITS}
