@@ -40,11 +40,11 @@ class TaskOptions:
     def __post_init__(self) -> None:
         check_seed("sample_seed", self.sample_seed)
         if self.max_length < 8:
-            raise ValueError(f"max_length must be at least 8, got {self.max_length}")
+            raise FieldError("max_length", f"must be at least 8, got {self.max_length}")
         for key in ("train_rows", "eval_rows", "train_sample"):
             value = getattr(self, key)
             if value is not None and value < 1:
-                raise ValueError(f"{key} must be a positive number of rows, got {value}")
+                raise FieldError(key, f"must be a positive number of rows, got {value}")
 
 
 @dataclass(frozen=True)
