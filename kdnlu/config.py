@@ -36,12 +36,42 @@ class SetValue(str):
     """A value given as text on the command line (``--set key=text``), typed on validation."""
 
 
-def path_field(default: Any = dataclasses.MISSING, aliases: tuple[str, ...] = ()) -> Any:
+def doc_field(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    default_factory: Any = dataclasses.MISSING,
+    shown_default: str | None = None,
+    path: bool = False,
+    aliases: tuple[str, ...] = (),
+) -> Any:
+    """A config field with its reference text: ``help`` says what it means (the recipe tables of
+    docs/recipes.md and ``kdnlu list`` show it), ``shown_default`` the default in words where
+    the value alone would mislead. ``path`` and ``aliases``: as ``path_field``."""
+    metadata: dict[str, Any] = {"help": help}
+    if shown_default is not None:
+        metadata["shown_default"] = shown_default
+    if path:
+        metadata.update(path=True, aliases=aliases)
+    return field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def path_field(
+    default: Any = dataclasses.MISSING,
+    aliases: tuple[str, ...] = (),
+    help: str = "",
+    shown_default: str | None = None,
+) -> Any:
     """A str field holding a filesystem path, resolved against the file that wrote it.
 
     Values listed in ``aliases`` (such as ``minilm``) are names, not paths, and stay as written.
     """
-    return field(default=default, metadata={"path": True, "aliases": aliases})
+    return doc_field(default, help, shown_default=shown_default, path=True, aliases=aliases)
+
+
+def field_help(f: dataclasses.Field) -> str:
+    """The reference text of a config field ("" when it has none)."""
+    return f.metadata.get("help", "")
 
 
 @dataclass

@@ -32,7 +32,15 @@ from kdnlu.recipe_checks import (
 )
 from kdnlu.recipe_files import COMPONENT_KEYS, Override, merged_recipe, parse_override, raw_recipe
 from kdnlu.registry import ENCODERS, HEADS, LOSSES, SAMPLERS, TASKS, Entry, Registry
-from kdnlu.schema import DistillConfig, RecipeHeader, TaskOptions, TrainConfig
+from kdnlu.schema import (
+    BASE_KEY,
+    DEFAULT_SAMPLER,
+    SECTION_KEYS,
+    DistillConfig,
+    RecipeHeader,
+    TaskOptions,
+    TrainConfig,
+)
 from kdnlu.task import Task
 from kdnlu.yaml_source import KeyPath, Location, format_key_path
 
@@ -128,21 +136,8 @@ class Recipe:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
 
 
-HEADER_KEYS = ("name", "data_root", "output_dir", "cache_dir", "imports")
-TOP_LEVEL_KEYS = (
-    "base",
-    "name",
-    "imports",
-    "data_root",
-    "output_dir",
-    "cache_dir",
-    "encoder",
-    "tasks",
-    "sampler",
-    "train",
-    "distill",
-)
-DEFAULT_SAMPLER = "mtdnn"
+HEADER_KEYS = tuple(f.name for f in dataclasses.fields(RecipeHeader))
+TOP_LEVEL_KEYS = (BASE_KEY.name, *HEADER_KEYS, *(key.name for key in SECTION_KEYS))
 
 
 def load_recipe(
