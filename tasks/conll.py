@@ -25,7 +25,7 @@ from kdnlu.metrics import metrics_for, unknown_metric_message
 from kdnlu.registry import METRICS, TASKS
 from kdnlu.task import BadRows, Example, Task
 from kdnlu.tsv import read_utf8
-from kdnlu_tasks.generic import SPLIT_FILE_HELP, SUBMISSION_HELP, split_files
+from kdnlu_tasks.generic import SPLIT_FILE_HELP, SUBMISSION_HELP, split_files, split_roles
 from kdnlu_tasks.jsonl_rows import LABELLED_SPLITS
 
 
@@ -151,9 +151,7 @@ def conll_task(config: ConllTaskConfig, data_root: str | None = None) -> Task:
         metrics=tuple(config.metrics),
         default_head="token",
         default_loss="token_cross_entropy",
-        eval_splits=("dev",) if "dev" in files else (),
-        test_splits=("test",) if "test" in files else (),
-        submission={"test": config.submission} if config.submission else {},
+        **split_roles(files, config.submission),
         level="token",
         description="token labelling from CoNLL-style files",
     )

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from kdnlu.config import FieldError, doc_field, path_field
 from kdnlu.errors import DataError
@@ -213,6 +213,16 @@ def split_files(config: SplitFileConfig, suffix: str, task: str) -> dict[str, Pa
     return files
 
 
+def split_roles(files: dict[str, Path], submission: str | None) -> dict[str, Any]:
+    """The ``Task`` arguments that follow from a task's split files: dev is evaluated, test is
+    predicted (into ``submission`` where the recipe names the file)."""
+    return {
+        "eval_splits": ("dev",) if "dev" in files else (),
+        "test_splits": ("test",) if "test" in files else (),
+        "submission": {"test": submission} if submission else {},
+    }
+
+
 def build_generic_task(
     name: str,
     config: GenericTaskConfig,
@@ -238,9 +248,7 @@ def build_generic_task(
         metrics=metrics,
         default_head="regression" if regression else "classification",
         default_loss="mse" if regression else "cross_entropy",
-        eval_splits=("dev",) if "dev" in files else (),
-        test_splits=("test",) if "test" in files else (),
-        submission={"test": config.submission} if config.submission else {},
+        **split_roles(files, config.submission),
         output_range=(output_range[0], output_range[1]) if output_range else None,
         description=description,
     )
