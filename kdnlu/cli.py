@@ -168,7 +168,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 def _list(args: argparse.Namespace) -> int:
     from kdnlu.listing import list_command
 
-    print(list_command(args.kind, args.imports, args.recipe))
+    print(list_command(args.kind, args.imports, args.recipe, args.markdown))
     return 0
 
 
@@ -310,6 +310,13 @@ def main_parser() -> argparse.ArgumentParser:
         help="import these plugins (.py files or module names) and list only what they add",
     )
     shown.add_argument("--recipe", help="import a recipe's imports: and list only what they add")
+    shown.add_argument(
+        "--markdown",
+        nargs="?",
+        const="-",
+        metavar="DOC",
+        help="the reference tables of docs/recipes.md; with DOC, rewrite DOC's generated tables",
+    )
     p_list.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     p_list.set_defaults(func=_list)
     p_check = sub.add_parser("check", help="validate a recipe and build it without training")

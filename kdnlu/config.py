@@ -36,12 +36,42 @@ class SetValue(str):
     """A value given as text on the command line (``--set key=text``), typed on validation."""
 
 
-def path_field(default: Any = dataclasses.MISSING, aliases: tuple[str, ...] = ()) -> Any:
+def doc_field(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    default_factory: Any = dataclasses.MISSING,
+    shown_default: str | None = None,
+    path: bool = False,
+    aliases: tuple[str, ...] = (),
+) -> Any:
+    """A config field with its reference text: ``help`` says what it means (the recipe tables of
+    docs/recipes.md and ``kdnlu list`` show it), ``shown_default`` the default in words where
+    the value alone would mislead. ``path`` and ``aliases``: as ``path_field``."""
+    metadata: dict[str, Any] = {"help": help}
+    if shown_default is not None:
+        metadata["shown_default"] = shown_default
+    if path:
+        metadata.update(path=True, aliases=aliases)
+    return field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def path_field(
+    default: Any = dataclasses.MISSING,
+    aliases: tuple[str, ...] = (),
+    help: str = "",
+    shown_default: str | None = None,
+) -> Any:
     """A str field holding a filesystem path, resolved against the file that wrote it.
 
     Values listed in ``aliases`` (such as ``minilm``) are names, not paths, and stay as written.
     """
-    return field(default=default, metadata={"path": True, "aliases": aliases})
+    return doc_field(default, help, shown_default=shown_default, path=True, aliases=aliases)
+
+
+def field_help(f: dataclasses.Field) -> str:
+    """The reference text of a config field ("" when it has none)."""
+    return f.metadata.get("help", "")
 
 
 @dataclass
@@ -111,18 +141,7 @@ def coerce(tp: Any, value: Any, path: KeyPath, ctx: Context) -> Any:
         except yaml.YAMLError:
             raise ctx.error(path, f"{key}: cannot parse {str(value)!r}") from None
     if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return coerce(arg, value, path, ctx)
-            except RecipeError as exc:
-                errors.append(exc)
-        raise ctx.error(path, f"{key}: expected {describe_type(tp)}, got {_got(value)}")
+        return _coerce_union(tp, value, path, ctx)
     if origin is Literal:
         choices = typing.get_args(tp)
         if value in choices and not isinstance(value, bool):
@@ -130,32 +149,8 @@ def coerce(tp: Any, value: Any, path: KeyPath, ctx: Context) -> Any:
         raise ctx.error(
             path, f"{key}: expected one of {', '.join(repr(c) for c in choices)}, got {_got(value)}"
         )
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ctx.error(path, f"{key}: expected true or false, got {_got(value)}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ctx.error(path, f"{key}: expected an integer, got {_got(value)}")
-    if tp is float:
-        number = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
-        elif isinstance(value, str):  # YAML 1.1 reads 5e-5 (no dot) as text
-            try:
-                number = float(value)
-            except ValueError:
-                pass
-        if number is None:
-            raise ctx.error(path, f"{key}: expected a number, got {_got(value)}")
-        if not math.isfinite(number):  # .nan, .inf: never a setting, always a slip
-            raise ctx.error(path, f"{key}: expected a finite number, got {value}")
-        return number
-    if tp is str:
-        if isinstance(value, str):
-            return str(value)
-        raise ctx.error(path, f"{key}: expected a string, got {_got(value)}")
+    if tp in _SCALARS:
+        return _SCALARS[tp](value, path, ctx)
     if origin is tuple:
         item_type = typing.get_args(tp)[0]
         if isinstance(value, (list, tuple)):
@@ -169,6 +164,60 @@ def coerce(tp: Any, value: Any, path: KeyPath, ctx: Context) -> Any:
     if dataclasses.is_dataclass(tp):
         return build_dataclass(tp, value, path, ctx)
     raise ctx.error(path, f"{key}: unsupported field type {tp!r} in a config dataclass")
+
+
+def _coerce_union(tp: Any, value: Any, path: KeyPath, ctx: Context) -> Any:
+    """The first member type of ``tp`` that takes ``value``."""
+    args = typing.get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return coerce(arg, value, path, ctx)
+        except RecipeError:
+            pass
+    raise ctx.error(
+        path, f"{format_key_path(path)}: expected {describe_type(tp)}, got {_got(value)}"
+    )
+
+
+def _coerce_bool(value: Any, path: KeyPath, ctx: Context) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ctx.error(path, f"{format_key_path(path)}: expected true or false, got {_got(value)}")
+
+
+def _coerce_int(value: Any, path: KeyPath, ctx: Context) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ctx.error(path, f"{format_key_path(path)}: expected an integer, got {_got(value)}")
+
+
+def _coerce_float(value: Any, path: KeyPath, ctx: Context) -> float:
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):  # YAML 1.1 reads 5e-5 (no dot) as text
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+    if number is None:
+        raise ctx.error(path, f"{format_key_path(path)}: expected a number, got {_got(value)}")
+    if not math.isfinite(number):  # .nan, .inf: never a setting, always a slip
+        raise ctx.error(path, f"{format_key_path(path)}: expected a finite number, got {value}")
+    return number
+
+
+def _coerce_str(value: Any, path: KeyPath, ctx: Context) -> str:
+    if isinstance(value, str):
+        return str(value)
+    raise ctx.error(path, f"{format_key_path(path)}: expected a string, got {_got(value)}")
+
+
+_SCALARS = {bool: _coerce_bool, int: _coerce_int, float: _coerce_float, str: _coerce_str}
 
 
 def _allows_none(tp: Any) -> bool:

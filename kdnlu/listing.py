@@ -1,4 +1,5 @@
-"""``kdnlu list``: registered components with their descriptions and config fields."""
+"""``kdnlu list``: registered components with their descriptions and config fields, and the
+reference tables of docs/recipes.md (``--markdown``, from kdnlu.reference)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 
 from kdnlu import discovery
 from kdnlu.config import config_fields, describe_type
+from kdnlu.errors import KdnluError
 from kdnlu.recipe import TaskOptions, raw_recipe
+from kdnlu.reference import reference_markdown, update_generated
 from kdnlu.registry import REGISTRIES
 
 
@@ -49,10 +52,17 @@ def list_components(kinds: Sequence[str], only: dict[str, set[str]] | None = Non
 
 
 def list_command(
-    kind: str | None, imports: Sequence[str] | None = None, recipe: str | None = None
+    kind: str | None,
+    imports: Sequence[str] | None = None,
+    recipe: str | None = None,
+    markdown: str | None = None,
 ) -> str:
-    """The text of ``kdnlu list [KIND] [--imports FILE... | --recipe RECIPE]``: every component
-    of the kind (or of all), or only those the named plugins (or a recipe's imports:) add."""
+    """The text of ``kdnlu list [KIND] [--imports FILE... | --recipe RECIPE | --markdown [DOC]]``:
+    every component of the kind (or of all), or only those the named plugins (or a recipe's
+    imports:) add; with ``markdown``, the reference tables of docs/recipes.md (``-``: printed;
+    a file name: that file's generated tables rewritten in place)."""
+    if markdown is not None:
+        return markdown_command(kind, markdown)
     discovery.load_all()
     kinds = [kind] if kind else list(REGISTRIES)
     names, base, origin = tuple(imports or ()), Path.cwd(), "--imports"
@@ -69,3 +79,18 @@ def list_command(
     }
     text = list_components(kinds, only=added)
     return text if text else f"{', '.join(names)} add(s) no {' or '.join(kinds)}"
+
+
+def markdown_command(kind: str | None, doc: str) -> str:
+    """``kdnlu list --markdown [DOC]``: the generated tables, or DOC with them up to date."""
+    if kind is not None:
+        raise KdnluError(f"kdnlu list --markdown writes every table; leave out the kind ({kind})")
+    if doc == "-":
+        return reference_markdown().rstrip("\n")
+    path = Path(doc)
+    if not path.is_file():
+        raise KdnluError(f"kdnlu list --markdown {doc}: no such file")
+    text = path.read_text(encoding="utf-8")
+    updated = update_generated(text)
+    path.write_text(updated, encoding="utf-8")
+    return f"{doc}: generated tables {'updated' if updated != text else 'already up to date'}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,7 +14,6 @@ import yaml
 from kdnlu import discovery
 from kdnlu.config import (
     Context,
-    SetValue,
     build_dataclass,
     coerce,
     config_fields,
@@ -31,10 +30,36 @@ from kdnlu.recipe_checks import (
     check_task_metrics,
     lookup,
 )
-from kdnlu.registry import ENCODERS, HEADS, LOSSES, SAMPLERS, TASKS, Registry
-from kdnlu.schema import DistillConfig, RecipeHeader, TaskOptions, TrainConfig
+from kdnlu.recipe_files import COMPONENT_KEYS, Override, merged_recipe, parse_override, raw_recipe
+from kdnlu.registry import ENCODERS, HEADS, LOSSES, SAMPLERS, TASKS, Entry, Registry
+from kdnlu.schema import (
+    BASE_KEY,
+    DEFAULT_SAMPLER,
+    SECTION_KEYS,
+    DistillConfig,
+    RecipeHeader,
+    TaskOptions,
+    TrainConfig,
+)
 from kdnlu.task import Task
-from kdnlu.yaml_source import KeyPath, Location, format_key_path, load_yaml_with_locations
+from kdnlu.yaml_source import KeyPath, Location, format_key_path
+
+__all__ = [
+    "COMPONENT_KEYS",
+    "DEFAULT_SAMPLER",
+    "TOP_LEVEL_KEYS",
+    "ComponentSpec",
+    "DistillConfig",
+    "Override",
+    "Recipe",
+    "TaskOptions",
+    "TaskSpec",
+    "TrainConfig",
+    "load_recipe",
+    "parse_override",
+    "raw_recipe",
+    "task_default",
+]
 
 log = logging.getLogger("kdnlu.recipe")
 
@@ -111,41 +136,8 @@ class Recipe:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
 
 
-TOP_LEVEL_KEYS = (
-    "base",
-    "name",
-    "imports",
-    "data_root",
-    "output_dir",
-    "cache_dir",
-    "encoder",
-    "tasks",
-    "sampler",
-    "train",
-    "distill",
-)
-DEFAULT_SAMPLER = "mtdnn"
-COMPONENT_KEYS = ("encoder", "sampler", "head", "loss")
-
-
-@dataclass(frozen=True)
-class Override:
-    """One value set over a recipe's own: the key path, the value, and where it was written
-    (relative paths in it are relative to that file; errors name it)."""
-
-    key: KeyPath
-    value: Any
-    where: Location
-
-
-def parse_override(text: str) -> Override:
-    """``KEY.PATH=VALUE`` as given to ``--set``; the value is typed later by its config."""
-    where = Location(f"--set {text}")
-    key, sep, value = text.partition("=")
-    parts = tuple(key.strip().split("."))
-    if not sep or not all(parts):
-        raise RecipeError(f"{where}: expected KEY.PATH=VALUE, e.g. --set train.lr=3e-5")
-    return Override(parts, SetValue(value), where)
+HEADER_KEYS = tuple(f.name for f in dataclasses.fields(RecipeHeader))
+TOP_LEVEL_KEYS = (BASE_KEY.name, *HEADER_KEYS, *(key.name for key in SECTION_KEYS))
 
 
 def load_recipe(
@@ -160,114 +152,9 @@ def load_recipe(
     whatever their files), for using a trained run's recipe where its data is gone.
     """
     path = Path(path)
-    raw, locations = _merged(path, overrides)
+    raw, locations = merged_recipe(path, overrides)
     ctx = Context(locations=locations, default_location=Location(str(path), 1))
     return _validate(raw, ctx, default_name=path.stem, source=str(path), check_files=check_files)
-
-
-def raw_recipe(
-    path: str | Path, overrides: list[str | Override] | tuple[str | Override, ...] = ()
-) -> dict[str, Any]:
-    """The recipe as written: its base merged and ``overrides`` applied, not yet validated
-    (so without defaults: what a run asked for, whatever later versions add)."""
-    return _merged(Path(path), overrides)[0]
-
-
-def _merged(
-    path: Path, overrides: list[str | Override] | tuple[str | Override, ...]
-) -> tuple[dict[str, Any], dict[KeyPath, Location]]:
-    raw, locations = _load_with_base(path, [])
-    for override in overrides:
-        if isinstance(override, str):
-            override = parse_override(override)
-        _apply_override(raw, locations, override)
-    return raw, locations
-
-
-def _load_with_base(
-    path: Path, chain: list[Path]
-) -> tuple[dict[str, Any], dict[KeyPath, Location]]:
-    resolved = path.resolve()
-    if resolved in chain:
-        cycle = " -> ".join(str(p) for p in [*chain, resolved])
-        raise RecipeError(
-            f"{chain[-1]}:{_base_line(chain[-1])}: cyclic base: {cycle}. "
-            "A recipe may not inherit from itself, directly or through its bases."
-        )
-    data, locations = load_yaml_with_locations(path)
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise RecipeError(
-            f"{path}:1: a recipe must be a mapping of keys, got {type(data).__name__}"
-        )
-    base = data.pop("base", None)
-    if base is None:
-        return data, locations
-    where = locations[("base",)]
-    if not isinstance(base, str):
-        raise RecipeError(
-            f"{where}: base must be one relative path to another recipe (a recipe has at most "
-            f"one base), got {base!r}"
-        )
-    base_path = Path(base) if Path(base).is_absolute() else resolved.parent / base
-    if not base_path.is_file():
-        raise RecipeError(f"{where}: base recipe {base_path} does not exist")
-    base_data, base_locations = _load_with_base(base_path, [*chain, resolved])
-    merged = _deep_merge(base_data, data)
-    base_locations.pop(("base",), None)
-    return merged, {**base_locations, **{k: v for k, v in locations.items() if k != ("base",)}}
-
-
-def _base_line(path: Path) -> int:
-    _, locations = load_yaml_with_locations(path)
-    loc = locations.get(("base",))
-    return loc.line if loc and loc.line else 1
-
-
-def _deep_merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in child.items():
-        if _switches_component(key, out.get(key), value):
-            out[key] = copy.deepcopy(value)  # another component: the base's settings are not its
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def _switches_component(key: str, base: Any, child: Any) -> bool:
-    """Whether a child recipe names another component (encoder, sampler, head, loss) than its
-    base does at ``key``."""
-    if key not in COMPONENT_KEYS or not isinstance(base, dict) or not isinstance(child, dict):
-        return False
-    return "name" in child and child["name"] != base.get("name")
-
-
-def _apply_override(
-    raw: dict[str, Any], locations: dict[KeyPath, Location], override: Override
-) -> None:
-    parts, where = override.key, override.where
-    if parts[0] == "base":
-        raise RecipeError(f"{where}: base cannot be overridden; edit the recipe's base: line")
-    node = raw
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        elif isinstance(child, str) and (part in COMPONENT_KEYS or parts[:i] == ("tasks",)):
-            # `head: classification` / `encoder: hf` / `rte: rte` shorthand
-            child = node[part] = {"name": child}
-        elif not isinstance(child, dict):
-            raise RecipeError(
-                f"{where}: {format_key_path(parts[: i + 1])} is {child!r}, not a mapping, "
-                "so it has no sub-keys"
-            )
-        node = child
-    node[parts[-1]] = copy.deepcopy(override.value)
-    for end in range(1, len(parts) + 1):
-        locations[parts[:end]] = where
 
 
 def _as_mapping(raw: Any, path: KeyPath, ctx: Context, expected: str) -> dict[str, Any]:
@@ -296,10 +183,17 @@ def task_default(raw: Any, default: Any) -> tuple[Any, str | None]:
     return raw, name
 
 
-def _component(
-    registry: Registry, raw: Any, default_name: str | None, path: KeyPath, ctx: Context
-) -> ComponentSpec:
-    raw = _as_mapping(raw, path, ctx, f"expected a {registry.kind} name or a mapping with 'name'")
+def _named_entry(
+    registry: Registry,
+    raw: Any,
+    default_name: str | None,
+    path: KeyPath,
+    ctx: Context,
+    expected: str,
+) -> tuple[str, Entry, dict[str, Any]]:
+    """A component's or task's entry: its registered name (``default_name`` where the recipe
+    names none), the registry's entry for it, and the rest of its keys."""
+    raw = _as_mapping(raw, path, ctx, expected)
     name = raw.pop("name", default_name)
     if name is None:
         raise ctx.error(
@@ -308,7 +202,14 @@ def _component(
             f"{registry.kind}? (`kdnlu list {registry.plural}`)",
         )
     name = coerce(str, name, (*path, "name"), ctx)
-    entry = lookup(registry, name, (*path, "name"), ctx)
+    return name, lookup(registry, name, (*path, "name"), ctx), raw
+
+
+def _component(
+    registry: Registry, raw: Any, default_name: str | None, path: KeyPath, ctx: Context
+) -> ComponentSpec:
+    expected = f"expected a {registry.kind} name or a mapping with 'name'"
+    name, entry, raw = _named_entry(registry, raw, default_name, path, ctx, expected)
     return ComponentSpec(name, build_dataclass(entry.config, raw, path, ctx))
 
 
@@ -316,9 +217,7 @@ def _task(
     key: str, raw: Any, data_root: DataRoot, ctx: Context, check_files: bool = True
 ) -> TaskSpec | None:
     path: KeyPath = ("tasks", key)
-    raw = _as_mapping(raw, path, ctx, "expected a mapping")
-    name = coerce(str, raw.pop("name", key), (*path, "name"), ctx)
-    entry = lookup(TASKS, name, (*path, "name"), ctx)
+    name, entry, raw = _named_entry(TASKS, raw, key, path, ctx, "expected a mapping")
     head_raw, loss_raw = raw.pop("head", None), raw.pop("loss", None)
     option_keys = [f.name for f, _ in config_fields(TaskOptions)]
     plugin_keys = [f.name for f, _ in config_fields(entry.config)]
@@ -388,15 +287,12 @@ def _missing_file(
     )
 
 
-def _validate(
-    raw: dict[str, Any], ctx: Context, default_name: str, source: str, check_files: bool = True
-) -> Recipe:
+def _header(raw: dict[str, Any], ctx: Context, default_name: str, source: str) -> RecipeHeader:
+    """The top-level scalar keys, with the recipe's imports: imported (and their paths resolved)."""
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
             raise unknown_key_error(key, list(TOP_LEVEL_KEYS[1:]), (), ctx)
-    header_raw = {
-        k: raw[k] for k in ("name", "data_root", "output_dir", "cache_dir", "imports") if k in raw
-    }
+    header_raw = {k: raw[k] for k in HEADER_KEYS if k in raw}
     header_raw.setdefault("name", default_name)
     header = build_dataclass(RecipeHeader, header_raw, (), ctx)
     imports = tuple(
@@ -405,13 +301,13 @@ def _validate(
     )
     discovery.load_all()
     discovery.load_recipe_imports(imports, Path(source).resolve().parent, f"{source}:")
-    if "encoder" not in raw:
-        raise ctx.error(
-            (),
-            "missing required key 'encoder' (e.g. encoder: {name: hf, path: "
-            "minilm}); `kdnlu list encoders` shows the choices",
-        )
-    encoder = _component(ENCODERS, raw["encoder"], None, ("encoder",), ctx)
+    return dataclasses.replace(header, imports=imports)
+
+
+def _tasks(
+    raw: dict[str, Any], header: RecipeHeader, ctx: Context, check_files: bool
+) -> tuple[dict[str, TaskSpec], DataRoot]:
+    """The recipe's tasks (leaving out optional ones without data) and the data folder."""
     tasks_raw = raw.get("tasks")
     if not isinstance(tasks_raw, dict) or not tasks_raw:
         raise ctx.error(
@@ -429,6 +325,21 @@ def _validate(
             f"data_root {data_root.path} (from {data_root.source}); nothing to train. "
             f"{GET_GLUE_HINT}",
         )
+    return tasks, data_root
+
+
+def _validate(
+    raw: dict[str, Any], ctx: Context, default_name: str, source: str, check_files: bool = True
+) -> Recipe:
+    header = _header(raw, ctx, default_name, source)
+    if "encoder" not in raw:
+        raise ctx.error(
+            (),
+            "missing required key 'encoder' (e.g. encoder: {name: hf, path: "
+            "minilm}); `kdnlu list encoders` shows the choices",
+        )
+    encoder = _component(ENCODERS, raw["encoder"], None, ("encoder",), ctx)
+    tasks, data_root = _tasks(raw, header, ctx, check_files)
     sampler = _component(SAMPLERS, raw.get("sampler"), DEFAULT_SAMPLER, ("sampler",), ctx)
     train = build_dataclass(TrainConfig, raw.get("train"), ("train",), ctx)
     distill = None
@@ -445,7 +356,7 @@ def _validate(
         data_root_source=data_root.source,
         output_dir=header.output_dir,
         cache_dir=header.cache_dir,
-        imports=imports,
+        imports=header.imports,
         distill=distill,
         source=source,
     )

@@ -63,6 +63,22 @@ def deterministic_algorithms(enabled: bool) -> Iterator[None]:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
+class InterruptRequest:
+    """Whether Ctrl-C asked the run to stop: calling it tells; ``handle`` is the SIGINT handler."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("interrupt: saving checkpoints/last after this step (Ctrl-C again: stop now)")
+
+
 @contextmanager
 def interrupt_request() -> Iterator[Callable[[], bool]]:
     """While training: a first Ctrl-C (SIGINT) asks the loop to save and stop after the current
@@ -70,17 +86,9 @@ def interrupt_request() -> Iterator[Callable[[], bool]]:
     if threading.current_thread() is not threading.main_thread():
         yield lambda: False
         return
-    requested = False
-
-    def handler(signum: int, frame: object) -> None:
-        nonlocal requested
-        if requested:
-            raise KeyboardInterrupt
-        requested = True
-        log.warning("interrupt: saving checkpoints/last after this step (Ctrl-C again: stop now)")
-
-    previous = signal.signal(signal.SIGINT, handler)
+    request = InterruptRequest()
+    previous = signal.signal(signal.SIGINT, request.handle)
     try:
-        yield lambda: requested
+        yield request
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from kdnlu.config import FieldError, path_field
+from kdnlu.config import FieldError, doc_field, path_field
 
 SEED_LIMIT = 2**32  # numpy's generators take seeds in [0, 2**32)
 
@@ -17,64 +17,131 @@ def check_seed(field_name: str, value: int) -> None:
 
 @dataclass(frozen=True)
 class TaskOptions:
-    """Per-task keys every task accepts, whatever its plugin.
+    """Per-task keys every task accepts, whatever its plugin."""
 
-    ``on_bad_row``: "error" stops at the first data row that cannot be read (wrong number of
-    columns, unknown label), naming file:line; "skip" leaves such rows out and logs one warning
-    per file saying how many were skipped and where the first one was.
-    ``optional``: leave the task out of the run when its data files are missing.
-    ``train_sample``: train on N training rows drawn at random (without replacement, kept in
-    file order) with ``sample_seed``, the same rows whatever ``train.seed``; rows keep their
-    place in the split, so a teachers' store of the whole split still lines up. A ranking task
-    draws N candidate groups.
-    """
-
-    max_length: int = 128
-    train_rows: int | None = None
-    eval_rows: int | None = None
-    train_sample: int | None = None
-    sample_seed: int = 0
-    on_bad_row: Literal["error", "skip"] = "error"
-    optional: bool = False
+    max_length: int = doc_field(
+        128,
+        "tokens per example; pairs are truncated longest-first; at most what the encoder has "
+        "position embeddings for (512 for BERT and MiniLM)",
+    )
+    train_rows: int | None = doc_field(None, "use only the first N training rows")
+    eval_rows: int | None = doc_field(None, "use only the first N rows of each evaluation split")
+    train_sample: int | None = doc_field(
+        None,
+        "train on N training rows drawn at random without replacement (after `train_rows`, "
+        "kept in file order); the same rows for every `train.seed`; rows keep their place in "
+        "the split, so a teachers' store of the whole file still lines up; a ranking task "
+        "draws N candidate groups; N at least the split's size means every row (with a warning)",
+    )
+    sample_seed: int = doc_field(0, "the seed of `train_sample`'s draw, in [0, 2**32)")
+    on_bad_row: Literal["error", "skip"] = doc_field(
+        "error",
+        "a row that cannot be read (wrong column count, unknown label) stops the run naming "
+        "file:line; `skip` leaves such rows out and logs one warning per file with their count "
+        "and the first one",
+    )
+    optional: bool = doc_field(
+        False,
+        "leave the task out (with a log line) when its training or evaluation files are "
+        "missing, e.g. MNLI in a GLUE copy without it",
+    )
 
     def __post_init__(self) -> None:
         check_seed("sample_seed", self.sample_seed)
         if self.max_length < 8:
-            raise ValueError(f"max_length must be at least 8, got {self.max_length}")
+            raise FieldError("max_length", f"must be at least 8, got {self.max_length}")
         for key in ("train_rows", "eval_rows", "train_sample"):
             value = getattr(self, key)
             if value is not None and value < 1:
-                raise ValueError(f"{key} must be a positive number of rows, got {value}")
+                raise FieldError(key, f"must be a positive number of rows, got {value}")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation and bookkeeping of a training run."""
 
-    optimizer: Literal["adamw", "adamax"] = "adamw"
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    grad_accumulation: int = 1
-    epochs: int = 3
-    max_steps: int | None = None
-    warmup: float = 0.1
-    grad_clip: float = 1.0
-    amp: bool = False
-    length_bucketing: bool = True
-    token_cache: bool = True
-    eval_every: int | None = None
-    eval_each_epoch: bool = True
-    checkpoint_every: int | None = None
-    on_nonfinite_loss: Literal["error", "skip"] = "error"
-    max_skipped_fraction: float = 0.1
-    best_metric: str = "average"
-    patience: int | None = None
-    seed: int = 13
-    deterministic: bool = False
-    log_every: int = 10
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    optimizer: Literal["adamw", "adamax"] = doc_field(
+        "adamw", "no weight decay on biases and LayerNorm weights; MT-DNN used Adamax"
+    )
+    lr: float = doc_field(5e-5, "peak learning rate")
+    weight_decay: float = doc_field(
+        0.01, "the optimiser's weight decay (not on biases and LayerNorm weights)"
+    )
+    batch_size: int = doc_field(32, "training examples per batch (all from one task)")
+    eval_batch_size: int = doc_field(64, "examples per batch when evaluating")
+    grad_accumulation: int = doc_field(
+        1,
+        "batches whose gradients are summed (each scaled by 1/N) before one optimiser step; "
+        "one step may mix tasks",
+    )
+    epochs: int = doc_field(
+        3, "passes over every task's training data (as the sampler lays them out)"
+    )
+    max_steps: int | None = doc_field(
+        None,
+        "stop after this many optimiser steps (mid-epoch); the last steps are always evaluated "
+        "and saved",
+    )
+    warmup: float = doc_field(0.1, "fraction of steps with linear warm-up, then linear decay to 0")
+    grad_clip: float = doc_field(1.0, "gradient-norm clipping; 0 disables")
+    amp: bool = doc_field(
+        False,
+        "mixed precision: bf16 autocast on CPU, fp16 autocast with a gradient scaler on GPU",
+    )
+    length_bucketing: bool = doc_field(
+        True,
+        "batch rows of similar length together (less padding); batches are padded to their "
+        "longest row either way",
+    )
+    token_cache: bool = doc_field(
+        True,
+        "keep tokenised splits on disk (see `cache_dir`) and memory-map them on the next start",
+    )
+    eval_every: int | None = doc_field(None, "also evaluate every N optimiser steps")
+    eval_each_epoch: bool = doc_field(True, "evaluate at the end of each epoch")
+    checkpoint_every: int | None = doc_field(
+        None,
+        "also save `checkpoints/last` (with everything exact resume needs) every this many "
+        "steps; it is saved at each evaluation and on Ctrl-C anyway",
+    )
+    on_nonfinite_loss: Literal["error", "skip"] = doc_field(
+        "error",
+        "a NaN or infinite loss stops the run naming task, step and epoch; `skip` leaves that "
+        "batch out instead (no gradient), logs a warning and counts it (`skipped_batches` in "
+        "`metrics.jsonl`). Either way, NaN or infinite weights after a step stop the run, and "
+        "none is ever saved",
+    )
+    max_skipped_fraction: float = doc_field(
+        0.1,
+        "under `on_nonfinite_loss: skip`, the run stops with an error once more than this "
+        "fraction of its batches were skipped (it is diverging)",
+    )
+    best_metric: str = doc_field(
+        "average",
+        "what `checkpoints/best` keeps the best of: `average` (mean over tasks of each task's "
+        "mean metric; a task scored on several splits, like MNLI, counts once: the GLUE "
+        "score's rule; metrics registered with `greater_is_better=False`, such as `mae`, are "
+        "left out, and so is a task that has only such metrics) or `<eval name>.<metric>`, "
+        "e.g. `rte.accuracy`, `mnli/dev_matched.accuracy`, `sts.mae`; a lower-is-better "
+        "metric's best is its lowest value",
+    )
+    patience: int | None = doc_field(
+        None,
+        "early stopping: stop after this many evaluations without a new best (in "
+        "`best_metric`'s direction)",
+    )
+    seed: int = doc_field(13, "seeds Python, NumPy and torch, and the batch order; in [0, 2**32)")
+    deterministic: bool = doc_field(
+        False,
+        "deterministic torch kernels for the run (`torch.use_deterministic_algorithms`, cuDNN "
+        "autotuning off, `CUBLAS_WORKSPACE_CONFIG` set if unset), so a GPU run repeats bit for "
+        "bit; slower on GPU, and an op without a deterministic kernel stops the run with "
+        "torch's error. CPU runs repeat without it",
+    )
+    log_every: int = doc_field(10, "steps between TensorBoard training scalars")
+    device: Literal["auto", "cpu", "cuda"] = doc_field(
+        "auto", "`auto` takes a GPU when there is one"
+    )
 
     def __post_init__(self) -> None:
         at_least_one = ("batch_size", "eval_batch_size", "grad_accumulation", "epochs", "log_every")
@@ -113,22 +180,39 @@ class DistillConfig:
     For each distilled task the loss is ``alpha * hard + (1 - alpha) * T^2 * soft``: ``hard`` is
     the task's own loss on gold labels, ``soft`` the ``soft_loss`` between the student's
     outputs / T and the mean over teachers of softmax(teacher outputs / T); a regression task
-    uses the MSE to the teachers' mean score instead (without T). ``alpha_final`` and
-    ``temperature_final`` make alpha and T move linearly from their start to these values over
-    the run's steps. ``teachers`` keeps only some of each store's teachers, numbered from 1 as
-    ``kdnlu store inspect`` lists them (empty: all of them). ``kernel`` picks the backend of the
-    fused soft cross-entropy (``kdnlu.kernels``) that the default ``soft_loss`` runs on.
+    uses the MSE to the teachers' mean score instead (without T).
     """
 
-    store: str | None = path_field(None)
-    tasks: tuple[str, ...] = ()
-    teachers: tuple[int, ...] = ()
-    alpha: float = 0.5
-    temperature: float = 1.0
-    alpha_final: float | None = None
-    temperature_final: float | None = None
-    soft_loss: str = "soft_cross_entropy"
-    kernel: Literal["auto", "triton", "apex", "torch"] = "auto"
+    store: str | None = path_field(
+        None,
+        help="the folder `kdnlu-teach --out` wrote; the store of task `K` is `<store>/K/train`",
+        shown_default="required",
+    )
+    tasks: tuple[str, ...] = doc_field(
+        (), "task keys to distil", shown_default="every task with a store"
+    )
+    teachers: tuple[int, ...] = doc_field(
+        (),
+        "only these teachers of each store, numbered from 1 as `kdnlu store inspect` lists "
+        "them (e.g. `[1]` for a one-teacher ablation)",
+        shown_default="all",
+    )
+    alpha: float = doc_field(0.5, "weight of the hard-label loss (the paper: 0.5)")
+    temperature: float = doc_field(1.0, "T (the paper: 1)")
+    alpha_final: float | None = doc_field(
+        None, "alpha moves linearly from `alpha` to this by the last step"
+    )
+    temperature_final: float | None = doc_field(
+        None, "T moves linearly from `temperature` to this by the last step"
+    )
+    soft_loss: str = doc_field(
+        "soft_cross_entropy", "a loss taking probability targets (`kdnlu list losses`)"
+    )
+    kernel: Literal["auto", "triton", "apex", "torch"] = doc_field(
+        "auto",
+        "backend of the fused soft cross-entropy (`kdnlu/kernels`): Triton for CUDA tensors, "
+        "apex where installed and applicable, else the chunked torch version",
+    )
 
     def __post_init__(self) -> None:
         if self.store is None:
@@ -163,11 +247,31 @@ class DistillConfig:
 class RecipeHeader:
     """Top-level scalar keys of a recipe."""
 
-    name: str = "run"
-    data_root: str | None = path_field(None)
-    output_dir: str = "runs"
-    cache_dir: str | None = path_field(None)
-    imports: tuple[str, ...] = ()
+    name: str = doc_field(
+        "run",
+        "run name; the run directory is `<output_dir>/<name>`, so it is one folder name (not "
+        "empty, no `/`)",
+        shown_default="file name without `.yaml`",
+    )
+    imports: tuple[str, ...] = doc_field(
+        (),
+        "plugin code to import first: `.py` paths (relative to this file) or module names",
+    )
+    data_root: str | None = path_field(
+        None,
+        help="folder that GLUE task data is found under (`<data_root>/RTE/train.tsv`); without "
+        "it (or with `null`), `$KDNLU_DATA/glue`, else `~/.cache/kdnlu/data/glue` "
+        "([data.md](data.md))",
+        shown_default="the data-location rule",
+    )
+    output_dir: str = doc_field(
+        "runs", "where run directories are created (relative to the working directory)"
+    )
+    cache_dir: str | None = path_field(
+        None,
+        help="where the token cache lives",
+        shown_default="`$KDNLU_CACHE_DIR` or `~/.cache/kdnlu`",
+    )
 
     def __post_init__(self) -> None:
         name = self.name
@@ -177,3 +281,61 @@ class RecipeHeader:
                 f"must be one folder name (the run directory is output_dir/name): not empty, "
                 f"'.' or '..', and without '/' or '\\'; got {name!r}",
             )
+
+
+@dataclass(frozen=True)
+class KeyDoc:
+    """A recipe key that is not a field of one config dataclass (a section, a component, a
+    task's head), as its reference table row shows it."""
+
+    name: str
+    type: str
+    default: str
+    help: str
+
+
+BASE_KEY = KeyDoc(
+    "base", "path", "none", "one recipe to inherit from (relative to this file); see below"
+)
+DEFAULT_SAMPLER = "mtdnn"
+SECTION_KEYS = (
+    KeyDoc(
+        "encoder",
+        "component",
+        "required",
+        "the shared encoder: `{name: hf, path: minilm}`, or any local Hugging Face checkpoint "
+        "folder (`kdnlu list encoders` and the encoders' table below show its keys)",
+    ),
+    KeyDoc("tasks", "mapping", "required", "one entry per task, at least one"),
+    KeyDoc(
+        "sampler",
+        "component",
+        f"`{DEFAULT_SAMPLER}`",
+        "which task each training step draws its batch from",
+    ),
+    KeyDoc("train", "mapping", "defaults below", "optimisation and bookkeeping"),
+    KeyDoc(
+        "distill",
+        "mapping",
+        "none",
+        "distil tasks from teacher logit stores (below, and [distillation.md](distillation.md))",
+    ),
+)
+TASK_ENTRY_KEYS = (
+    KeyDoc(
+        "name",
+        "str",
+        "the key",
+        "registered task to use (so `rte_long: {name: rte, max_length: 256}` works)",
+    ),
+    KeyDoc(
+        "head",
+        "component",
+        "the task's default (`classification`)",
+        "output layer; `classification`, `regression` and `ranking` take `dropout` and "
+        "`pooling`: `cls` (the [CLS] vector, default), `mean` (average over the unpadded "
+        "tokens) or `pooler` (the checkpoint's pretrained tanh pooler over [CLS], one copy per "
+        "task head, fine-tuned with it)",
+    ),
+    KeyDoc("loss", "component", "the task's default (`cross_entropy`)", "training loss"),
+)

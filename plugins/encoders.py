@@ -10,7 +10,7 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 
-from kdnlu.config import FieldError, check_fraction, path_field
+from kdnlu.config import FieldError, check_fraction, doc_field, path_field
 from kdnlu.errors import KdnluError
 from kdnlu.hf import MINILM, checkpoint_dir, keep_layers, load_tokenizer, quiet_transformers
 from kdnlu.registry import ENCODERS
@@ -131,17 +131,29 @@ def dropout_overrides(model_config: Any, dropout: float, folder: Path) -> dict[s
 
 @dataclass(frozen=True)
 class HfConfig:
-    """Pretrained checkpoint folder (or 'minilm'), optional dropout override, and optionally the
-    encoder layers to keep (``layers: [0, 2, 4]``: a shallower student from the checkpoint's own
-    layers). Weights are read from safetensors only; ``allow_pickle`` also reads a
-    ``pytorch_model.bin`` (a pickle: loading it can run code, so only from a source you trust)."""
+    """A pretrained Hugging Face checkpoint, its dropout and the encoder layers to keep."""
 
-    path: str = path_field(MINILM, aliases=(MINILM,))
-    dropout: float | None = None
-    allow_pickle: bool = False
-    # keep only these encoder layers of the checkpoint, in this order (e.g. [0, 2, 4] of 6):
-    # a shallower, faster student whose layers start from the checkpoint's own
-    layers: tuple[int, ...] | None = None
+    path: str = path_field(
+        MINILM,
+        aliases=(MINILM,),
+        help="a local Hugging Face checkpoint folder (`AutoModel` + `AutoTokenizer`; WordPiece, "
+        "BPE and sentencepiece tokenizers alike; segment ids are passed only to models with "
+        "segment embeddings), or `minilm`, the bundled MiniLM-L6",
+    )
+    dropout: float | None = doc_field(
+        None, "sets the checkpoint's hidden and attention dropout (null: the checkpoint's own)"
+    )
+    allow_pickle: bool = doc_field(
+        False,
+        "weights are read from safetensors only; true also reads a `pytorch_model.bin` (a "
+        "pickle: loading it can run code, so only from a source you trust)",
+    )
+    layers: tuple[int, ...] | None = doc_field(
+        None,
+        "keep only these encoder layers of the checkpoint, in this order (e.g. `[0, 2, 4]` of "
+        "6): a shallower, faster student whose layers start from the checkpoint's own, that "
+        "`kdnlu export` writes as a checkpoint of that depth",
+    )
 
     def __post_init__(self) -> None:
         check_checkpoint_dir("path", self.path)

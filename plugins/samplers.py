@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from kdnlu.config import FieldError
+from kdnlu.config import FieldError, doc_field
 from kdnlu.registry import SAMPLERS
 
 
@@ -47,10 +47,19 @@ def check_steps_per_epoch(value: int | None) -> None:
 
 @dataclass(frozen=True)
 class MtdnnConfig:
-    """MT-DNN's mix_opt (auxiliary tasks first, main task last) and ratio (auxiliary per main)."""
+    """MT-DNN's mix_opt and ratio."""
 
-    mix_opt: int = 0
-    ratio: float = 0.0
+    mix_opt: int = doc_field(
+        0,
+        "MT-DNN's mix_opt: 0 shuffles every task's batches together; positive puts the "
+        "auxiliary tasks' batches first and the main task's (the first task's) last",
+    )
+    ratio: float = doc_field(
+        0.0,
+        "MT-DNN's ratio: 0 takes every batch of every task once an epoch; above 0, all of the "
+        "main (first) task's batches and ratio times as many auxiliary ones (at most all of "
+        "them), drawn without replacement",
+    )
 
     def __post_init__(self) -> None:
         if self.mix_opt < 0:
@@ -172,9 +181,11 @@ class IidSampler:
 
 @dataclass(frozen=True)
 class StepsConfig:
-    """Steps per epoch (default: the number of batches of all tasks)."""
+    """Steps per epoch."""
 
-    steps_per_epoch: int | None = None
+    steps_per_epoch: int | None = doc_field(
+        None, "steps per epoch (null: the number of batches of all tasks)"
+    )
 
     def __post_init__(self) -> None:
         check_steps_per_epoch(self.steps_per_epoch)
@@ -188,10 +199,12 @@ def proportional_sampler(config: StepsConfig) -> IidSampler:
 
 @dataclass(frozen=True)
 class TemperatureConfig:
-    """Temperature T (1: proportional, large: uniform) and steps per epoch."""
+    """Temperature T and steps per epoch."""
 
-    temperature: float = 2.0
-    steps_per_epoch: int | None = None
+    temperature: float = doc_field(2.0, "T: 1 draws in proportion to the batches, large: uniformly")
+    steps_per_epoch: int | None = doc_field(
+        None, "steps per epoch (null: the number of batches of all tasks)"
+    )
 
     def __post_init__(self) -> None:
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
@@ -214,10 +227,14 @@ def uniform_sampler(config: StepsConfig) -> IidSampler:
 
 @dataclass(frozen=True)
 class WeightsConfig:
-    """Weight of each task by name (missing tasks get 0) and steps per epoch."""
+    """Weight of each task by name and steps per epoch."""
 
-    weights: dict[str, float] = field(default_factory=dict)
-    steps_per_epoch: int | None = None
+    weights: dict[str, float] = doc_field(
+        default_factory=dict, help="weight of each task by its key (a task not named gets 0)"
+    )
+    steps_per_epoch: int | None = doc_field(
+        None, "steps per epoch (null: the number of batches of all tasks)"
+    )
 
     def __post_init__(self) -> None:
         for task, weight in self.weights.items():

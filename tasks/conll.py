@@ -19,36 +19,37 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from kdnlu.config import FieldError, path_field
+from kdnlu.config import FieldError, doc_field, path_field
 from kdnlu.errors import DataError
 from kdnlu.metrics import metrics_for, unknown_metric_message
 from kdnlu.registry import METRICS, TASKS
 from kdnlu.task import BadRows, Example, Task
 from kdnlu.tsv import read_utf8
-
-SPLITS = ("train", "dev", "test")
-LABELLED_SPLITS = ("train", "dev")
+from kdnlu_tasks.generic import SPLIT_FILE_HELP, SUBMISSION_HELP, split_files, split_roles
+from kdnlu_tasks.jsonl_rows import LABELLED_SPLITS
 
 
 @dataclass(frozen=True)
 class ConllTaskConfig:
-    """Files, tag set, columns and metrics of a token-labelling task.
+    """Files, tag set, columns and metrics of a token-labelling task."""
 
-    ``data`` is a folder with ``train.txt``, ``dev.txt`` and ``test.txt``; ``train``, ``dev``
-    and ``test`` name single files (and override ``data``). ``labels`` lists every tag (its
-    order is the class index order). ``metrics``: ``span_f1`` (exact labelled spans of BIO
-    tags, the usual NER score) and ``token_accuracy``; the first is the main one.
-    """
-
-    data: str | None = path_field(None)
-    train: str | None = path_field(None)
-    dev: str | None = path_field(None)
-    test: str | None = path_field(None)
-    labels: tuple[str, ...] = ()
-    word_column: int = 0
-    tag_column: int = -1
-    metrics: tuple[str, ...] = ("span_f1", "token_accuracy")
-    submission: str | None = None
+    data: str | None = path_field(
+        None, help="folder with the `train`, `dev` and `test` files (`.txt`)"
+    )
+    train: str | None = path_field(None, help=SPLIT_FILE_HELP)
+    dev: str | None = path_field(None, help=SPLIT_FILE_HELP)
+    test: str | None = path_field(None, help=SPLIT_FILE_HELP)
+    labels: tuple[str, ...] = doc_field(
+        (), "every tag, in class index order", shown_default="required"
+    )
+    word_column: int = doc_field(0, "column of the word (0-based)")
+    tag_column: int = doc_field(-1, "column of the tag (-1: the last)")
+    metrics: tuple[str, ...] = doc_field(
+        ("span_f1", "token_accuracy"),
+        "`span_f1` (exact labelled spans of BIO tags, the usual NER score) and "
+        "`token_accuracy`; the first is the main one",
+    )
+    submission: str | None = doc_field(None, SUBMISSION_HELP, shown_default="`<task key>-test.tsv`")
 
     def __post_init__(self) -> None:
         for name in self.metrics:
@@ -141,17 +142,7 @@ def conll_task(config: ConllTaskConfig, data_root: str | None = None) -> Task:
         raise DataError(
             "task 'conll' needs its tag set: labels: [O, B-PER, I-PER, ...] (class index order)"
         )
-    files: dict[str, Path] = {}
-    if config.data is not None:
-        files = {split: Path(config.data) / f"{split}.txt" for split in SPLITS}
-    for split in SPLITS:
-        if getattr(config, split) is not None:
-            files[split] = Path(getattr(config, split))
-    if not files:
-        raise DataError(
-            "task 'conll' has no files: set data (a folder with train.txt, dev.txt and "
-            "test.txt) or train, dev and test (one file each)"
-        )
+    files = split_files(config, ".txt", "conll")
     return Task(
         name="conll",
         files=files,
@@ -160,9 +151,7 @@ def conll_task(config: ConllTaskConfig, data_root: str | None = None) -> Task:
         metrics=tuple(config.metrics),
         default_head="token",
         default_loss="token_cross_entropy",
-        eval_splits=("dev",) if "dev" in files else (),
-        test_splits=("test",) if "test" in files else (),
-        submission={"test": config.submission} if config.submission else {},
+        **split_roles(files, config.submission),
         level="token",
         description="token labelling from CoNLL-style files",
     )

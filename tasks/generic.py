@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any, Protocol
 
-from kdnlu.config import FieldError, path_field
+from kdnlu.config import FieldError, doc_field, path_field
 from kdnlu.errors import DataError
 from kdnlu.metrics import metrics_for, unknown_metric_message
 from kdnlu.registry import METRICS, TASKS
@@ -28,29 +29,40 @@ from kdnlu.tsv import TsvLayout, read_tsv_examples
 from kdnlu_tasks.jsonl_rows import LABELLED_SPLITS, read_jsonl_task_file
 
 SPLITS = ("train", "dev", "test")
+SPLIT_FILE_HELP = "one file of that split; it overrides the `data` folder's"
+SUBMISSION_HELP = "file name of the test predictions"
 
 
 @dataclass(frozen=True)
 class GenericTaskConfig:
-    """Files, label space and metrics of a task configured in the recipe (tsv and jsonl).
+    """Files, label space and metrics of a task configured in the recipe (tsv and jsonl)."""
 
-    Files: ``data`` is a folder with ``train``, ``dev`` and ``test`` files (``.tsv`` or
-    ``.jsonl``); ``train``, ``dev`` and ``test`` name single files (and override ``data``).
-    Labels: ``labels`` lists the class strings (their order is the class index order), or
-    ``regression: true`` makes the label a number. ``metrics`` defaults to accuracy for
-    classification and pearson, spearman for regression; the first is the main one.
-    ``submission`` is the file name test predictions are written to.
-    """
-
-    data: str | None = path_field(None)
-    train: str | None = path_field(None)
-    dev: str | None = path_field(None)
-    test: str | None = path_field(None)
-    labels: tuple[int | str, ...] = ()
-    regression: bool = False
-    metrics: tuple[str, ...] = ()
-    output_range: tuple[float, ...] | None = None
-    submission: str | None = None
+    data: str | None = path_field(
+        None, help="folder with the `train`, `dev` and `test` files (`.tsv` or `.jsonl`)"
+    )
+    train: str | None = path_field(None, help=SPLIT_FILE_HELP)
+    dev: str | None = path_field(None, help=SPLIT_FILE_HELP)
+    test: str | None = path_field(None, help=SPLIT_FILE_HELP)
+    labels: tuple[int | str, ...] = doc_field(
+        (),
+        "the label strings, in class index order; quote numbers",
+        shown_default="required unless `regression`",
+    )
+    regression: bool = doc_field(
+        False, "the label is a number; the head is `regression` and the loss `mse`"
+    )
+    metrics: tuple[str, ...] = doc_field(
+        (),
+        "registered metrics (`kdnlu list metrics`) that fit the labels; the first is the main "
+        "one; `f1` needs exactly two labels",
+        shown_default="`[accuracy]`, or `[pearson, spearman]`",
+    )
+    output_range: tuple[float, ...] | None = doc_field(
+        None,
+        "regression only: `[low, high]` that predictions are clipped to; a target outside it "
+        "is a bad row (`FILE:LINE`)",
+    )
+    submission: str | None = doc_field(None, SUBMISSION_HELP, shown_default="`<task key>-test.tsv`")
 
     def __post_init__(self) -> None:
         kind = "regression" if self.regression else "classification"
@@ -98,11 +110,11 @@ class TsvTaskConfig(GenericTaskConfig):
     Columns are header names, or 0-based column numbers (the only choice with header: false).
     """
 
-    header: bool = True
-    text_a: int | str = "text"
-    text_b: int | str | None = None
-    label: int | str = "label"
-    id: int | str | None = None
+    header: bool = doc_field(True, "whether the first line names the columns")
+    text_a: int | str = doc_field("text", "column of the text")
+    text_b: int | str | None = doc_field(None, "column of the second text of a pair")
+    label: int | str = doc_field("label", "column of the label")
+    id: int | str | None = doc_field(None, "column of the example id (null: the row number)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -129,12 +141,16 @@ class JsonlTaskConfig(GenericTaskConfig):
     question.
     """
 
-    text_a: str = "text"
-    text_b: str | None = None
-    label: str = "label"
-    id: str | None = None
-    candidates: str | None = None
-    choices: int | None = None
+    text_a: str = doc_field("text", "field of the text (multiple choice: the question)")
+    text_b: str | None = doc_field(None, "field of the second text of a pair")
+    label: str = doc_field(
+        "label", "field of the label (multiple choice: the index of the right candidate)"
+    )
+    id: str | None = doc_field(None, "field of the example id (null: the line number)")
+    candidates: str | None = doc_field(
+        None, "multiple choice: the field holding each question's list of candidate texts"
+    )
+    choices: int | None = doc_field(None, "multiple choice: how many candidates each question has")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -166,8 +182,22 @@ class JsonlTaskConfig(GenericTaskConfig):
 MULTIPLE_CHOICE_LABELS = ("wrong", "right")
 
 
-def split_files(config: GenericTaskConfig, suffix: str, task: str) -> dict[str, Path]:
-    """Split -> file: the ``data`` folder's ``<split><suffix>`` files, then explicit paths."""
+class SplitFileConfig(Protocol):
+    """A task config naming its files: a ``data`` folder and/or one file per split."""
+
+    @property
+    def data(self) -> str | None: ...
+    @property
+    def train(self) -> str | None: ...
+    @property
+    def dev(self) -> str | None: ...
+    @property
+    def test(self) -> str | None: ...
+
+
+def split_files(config: SplitFileConfig, suffix: str, task: str) -> dict[str, Path]:
+    """Split -> file: the ``data`` folder's ``<split><suffix>`` files, then explicit paths
+    (for every task whose files are set in the recipe: tsv, jsonl, conll)."""
     files: dict[str, Path] = {}
     if config.data is not None:
         files = {split: Path(config.data) / f"{split}{suffix}" for split in SPLITS}
@@ -181,6 +211,16 @@ def split_files(config: GenericTaskConfig, suffix: str, task: str) -> dict[str, 
             f"and test{suffix}) or train, dev and test (one file each)"
         )
     return files
+
+
+def split_roles(files: dict[str, Path], submission: str | None) -> dict[str, Any]:
+    """The ``Task`` arguments that follow from a task's split files: dev is evaluated, test is
+    predicted (into ``submission`` where the recipe names the file)."""
+    return {
+        "eval_splits": ("dev",) if "dev" in files else (),
+        "test_splits": ("test",) if "test" in files else (),
+        "submission": {"test": submission} if submission else {},
+    }
 
 
 def build_generic_task(
@@ -208,9 +248,7 @@ def build_generic_task(
         metrics=metrics,
         default_head="regression" if regression else "classification",
         default_loss="mse" if regression else "cross_entropy",
-        eval_splits=("dev",) if "dev" in files else (),
-        test_splits=("test",) if "test" in files else (),
-        submission={"test": config.submission} if config.submission else {},
+        **split_roles(files, config.submission),
         output_range=(output_range[0], output_range[1]) if output_range else None,
         description=description,
     )

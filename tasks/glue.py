@@ -179,9 +179,12 @@ AX_HAS_NO_TRAIN = (
 
 @dataclass(frozen=True)
 class GlueConfig:
-    """Task folder; by default <data_root>/<GLUE name> (e.g. <data_root>/RTE)."""
+    """The task's folder."""
 
-    data: str | None = path_field(None)
+    data: str | None = path_field(
+        None,
+        help="the task's folder, overriding `<data_root>/<GLUE name>` (e.g. `<data_root>/RTE`)",
+    )
 
 
 def read_glue_file(

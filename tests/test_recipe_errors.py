@@ -1,5 +1,6 @@
 """Every bad recipe fails with one clear paragraph naming file:line (or --set) and key path."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -8,13 +9,11 @@ from conftest import GLUE_SAMPLE, TINY_RECIPE, write
 from kdnlu.datadir import GET_GLUE_HINT
 from kdnlu.errors import KdnluError
 from kdnlu.recipe import load_recipe
+from kdnlu.schema import TaskOptions, TrainConfig
 
-TRAIN_KEYS = (
-    "optimizer, lr, weight_decay, batch_size, eval_batch_size, grad_accumulation, epochs, "
-    "max_steps, warmup, grad_clip, amp, length_bucketing, token_cache, eval_every, "
-    "eval_each_epoch, checkpoint_every, on_nonfinite_loss, max_skipped_fraction, best_metric, "
-    "patience, seed, deterministic, log_every, device."
-)
+TRAIN_KEYS = ", ".join(f.name for f in dataclasses.fields(TrainConfig)) + "."
+TASK_KEYS = ", ".join(["name", *(f.name for f in dataclasses.fields(TaskOptions)), "data"])
+TASK_KEYS += ", head, loss."
 
 
 def error_of(path: Path, overrides: tuple[str, ...] = ()) -> str:
@@ -58,8 +57,16 @@ def test_unknown_task_key(tmp_path: Path) -> None:
     path = write(tmp_path / "r.yaml", TINY_RECIPE.replace("max_length: 48}", "max_len: 48}", 1))
     assert error_of(path) == (
         f"{path}:5: unknown key 'max_len' at tasks.rte.max_len; did you mean 'max_length'? "
-        "Valid keys here: name, max_length, train_rows, eval_rows, train_sample, sample_seed, "
-        "on_bad_row, optional, data, head, loss."
+        "Valid keys here: " + TASK_KEYS
+    )
+
+
+def test_task_option_out_of_range_names_its_key(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.yaml", TINY_RECIPE.replace("max_length: 48}", "max_length: 4}", 1))
+    assert error_of(path) == f"{path}:5: tasks.rte.max_length: must be at least 8, got 4"
+    path = write(tmp_path / "r.yaml", TINY_RECIPE.replace("train_rows: 32", "train_rows: 0", 1))
+    assert error_of(path) == (
+        f"{path}:5: tasks.rte.train_rows: must be a positive number of rows, got 0"
     )
 
 

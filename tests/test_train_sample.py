@@ -103,5 +103,7 @@ def test_a_sample_as_large_as_the_split_trains_on_every_row_and_says_so(
 def test_dry_run_counts_the_sample_and_a_bad_size_names_the_key(tmp_path: Path) -> None:
     assert "rte: 20 of 300 train" in dry_build(load_recipe(write(tmp_path / "r.yaml", SAMPLED)))
     bad = write(tmp_path / "bad.yaml", SAMPLED.replace("train_sample: 20", "train_sample: 0"))
-    with pytest.raises(RecipeError, match=r"tasks\.rte.*train_sample must be a positive"):
+    with pytest.raises(
+        RecipeError, match=r"tasks\.rte\.train_sample: must be a positive number of rows, got 0$"
+    ):
         load_recipe(bad)

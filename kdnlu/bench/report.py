@@ -136,44 +136,68 @@ def markdown_report(bench: Bench, results: dict[str, dict[str, Any]]) -> str:
         row += [mean_std_cell(list(pr.scores(c).values())) for c in [*columns, AVERAGE]]
         rows.append(row)
     lines += _table(["point", "seeds", *column_titles(collected, columns), AVERAGE], rows)
+    lines += _every_metric_section(collected)
+    lines += _comparison_section(bench, collected, columns)
+    lines += _missing_runs_section(bench, results)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _every_metric_section(collected: list[PointResults]) -> list[str]:
+    """Each metric on its own, where some task has more than one."""
+    if not any(len(v) > 1 for pr in collected for m in pr.by_seed.values() for v in m.values()):
+        return []
     metric_cols = metric_columns(collected)
-    if any(len(v) > 1 for pr in collected for m in pr.by_seed.values() for v in m.values()):
-        rows = []
-        for pr in collected:
-            cells = []
-            for name, metric in metric_cols:
-                values = [m[name][metric] for m in pr.by_seed.values() if metric in m.get(name, {})]
-                cells.append(mean_std_cell(values))
-            rows.append([pr.point.name, *cells])
-        lines += ["", "## Every metric", ""]
-        lines += _table(["point", *[f"{n} {m}" for n, m in metric_cols]], rows)
-    if bench.compare:
-        lines += ["", "## Paired comparisons", ""]
-        lines += [
-            "Differences a - b over the seeds both points finished; two-sided paired t-test "
-            "(with few seeds a p-value is a weak guide: n = 3 needs a large, steady gap).",
-            "",
-        ]
-        by_name = {pr.point.name: pr for pr in collected}
-        for a, b in bench.compare:
-            lines += [f"### {a} vs {b}", ""]
-            rows = comparison_rows(by_name[a], by_name[b], [*columns, AVERAGE])
-            titles = dict(zip(columns, column_titles(collected, columns), strict=True))
-            rows = [[titles.get(row[0], row[0]), *row[1:]] for row in rows]
-            lines += _table(["score", a, b, "a - b", "t", "p", "seeds"], rows)
-            lines.append("")
+    rows = []
+    for pr in collected:
+        cells = []
+        for name, metric in metric_cols:
+            values = [m[name][metric] for m in pr.by_seed.values() if metric in m.get(name, {})]
+            cells.append(mean_std_cell(values))
+        rows.append([pr.point.name, *cells])
+    return [
+        "",
+        "## Every metric",
+        "",
+        *_table(["point", *[f"{n} {m}" for n, m in metric_cols]], rows),
+    ]
+
+
+def _comparison_section(
+    bench: Bench, collected: list[PointResults], columns: list[str]
+) -> list[str]:
+    if not bench.compare:
+        return []
+    lines = ["", "## Paired comparisons", ""]
+    lines += [
+        "Differences a - b over the seeds both points finished; two-sided paired t-test "
+        "(with few seeds a p-value is a weak guide: n = 3 needs a large, steady gap).",
+        "",
+    ]
+    by_name = {pr.point.name: pr for pr in collected}
+    titles = dict(zip(columns, column_titles(collected, columns), strict=True))
+    for a, b in bench.compare:
+        lines += [f"### {a} vs {b}", ""]
+        rows = comparison_rows(by_name[a], by_name[b], [*columns, AVERAGE])
+        rows = [[titles.get(row[0], row[0]), *row[1:]] for row in rows]
+        lines += _table(["score", a, b, "a - b", "t", "p", "seeds"], rows)
+        lines.append("")
+    return lines
+
+
+def _missing_runs_section(bench: Bench, results: dict[str, dict[str, Any]]) -> list[str]:
     failures = [
         rec for rec in results.values() if rec["status"] != "ok" and rec["key"] in _keys(bench)
     ]
     pending = sum(1 for run in bench.runs if run.key not in results)
-    if failures or pending:
-        lines += ["", "## Runs without a result", ""]
-        if pending:
-            lines.append(f"{pending} run(s) not run yet (or interrupted): run the bench again.")
-        for rec in failures:
-            error = " ".join(str(rec.get("error", "")).split())
-            lines.append(f"- {rec['point']} seed {rec['seed']} failed: {error[:400]}")
-    return "\n".join(lines).rstrip() + "\n"
+    if not failures and not pending:
+        return []
+    lines = ["", "## Runs without a result", ""]
+    if pending:
+        lines.append(f"{pending} run(s) not run yet (or interrupted): run the bench again.")
+    for rec in failures:
+        error = " ".join(str(rec.get("error", "")).split())
+        lines.append(f"- {rec['point']} seed {rec['seed']} failed: {error[:400]}")
+    return lines
 
 
 def comparison_rows(a: PointResults, b: PointResults, columns: list[str]) -> list[list[str]]:

@@ -197,32 +197,68 @@ def store_statistics(store: LogitStore) -> dict[str, Any]:
     output): Pearson correlation of each teacher and of the mean with the gold scores, and the
     mean spread (std) across teachers. Top-k: top-1 accuracy, mean top-k mass outside the top k.
     """
+    kind = "topk" if store.spec.kind == "topk" else "score" if store.spec.classes == 1 else "class"
+    shards = [store.shard_arrays(shard) for shard in range(store.spec.shards)]
+    golds = [np.asarray(arrays["labels"], dtype=np.float64) for arrays in shards]
+    labelled = sum(int((~np.isnan(gold)).sum()) for gold in golds)
+    stats: dict[str, Any] = {"rows": store.spec.rows, "labelled_rows": labelled}
+    by_kind = {"topk": _topk_statistics, "score": _score_statistics, "class": _class_statistics}
+    stats.update(by_kind[kind](store.spec, shards, golds, labelled))
+    return stats
+
+
+def _percent(count: float, labelled: int) -> float | None:
+    return 100 * count / labelled if labelled else None
+
+
+def _topk_statistics(
+    spec: StoreSpec, shards: list[dict[str, np.ndarray]], golds: list[np.ndarray], labelled: int
+) -> dict[str, Any]:
+    correct = rest = 0.0
+    for arrays, gold in zip(shards, golds, strict=True):
+        known = ~np.isnan(gold)
+        correct += int((np.asarray(arrays["topk_ids"])[known, 0] == gold[known]).sum())
+        rest += float(np.asarray(arrays["rest"], dtype=np.float64).sum())
+    return {
+        "ensemble_top1_accuracy": _percent(correct, labelled),
+        "mean_mass_outside_top_k": rest / spec.rows,
+    }
+
+
+def _score_statistics(
+    spec: StoreSpec, shards: list[dict[str, np.ndarray]], golds: list[np.ndarray], labelled: int
+) -> dict[str, Any]:
     from kdnlu.metrics import correlation as pearson
 
-    spec = store.spec
     teachers = len(spec.teachers)
-    stats: dict[str, Any] = {"rows": spec.rows}
-    labelled = agree = 0
-    correct = np.zeros(teachers + 1)
-    entropy = rest = spread = 0.0
-    scores: list[np.ndarray] = []
-    golds: list[np.ndarray] = []
-    for shard in range(spec.shards):
-        arrays = store.shard_arrays(shard)
-        gold = np.asarray(arrays["labels"], dtype=np.float64)
+    scores, known_golds, spread = [], [], 0.0
+    for arrays, gold in zip(shards, golds, strict=True):
         known = ~np.isnan(gold)
-        labelled += int(known.sum())
-        if spec.kind == "topk":
-            ids = np.asarray(arrays["topk_ids"])
-            correct[-1] += int((ids[known, 0] == gold[known]).sum())
-            rest += float(np.asarray(arrays["rest"], dtype=np.float64).sum())
-            continue
         logits = np.asarray(arrays["logits"], dtype=np.float32)
-        if spec.classes == 1:
-            scores.append(logits[known, :, 0])
-            golds.append(gold[known])
-            spread += float(logits[:, :, 0].std(1).sum())
-            continue
+        scores.append(logits[known, :, 0])
+        known_golds.append(gold[known])
+        spread += float(logits[:, :, 0].std(1).sum())
+    all_scores = np.concatenate(scores) if scores else np.zeros((0, teachers))
+    gold_all = np.concatenate(known_golds) if known_golds else np.zeros(0)
+    usable = len(gold_all) > 1
+    return {
+        "teacher_pearson": [
+            pearson(all_scores[:, t], gold_all) if usable else None for t in range(teachers)
+        ],
+        "ensemble_pearson": pearson(all_scores.mean(1), gold_all) if usable else None,
+        "mean_teacher_spread": spread / spec.rows,
+    }
+
+
+def _class_statistics(
+    spec: StoreSpec, shards: list[dict[str, np.ndarray]], golds: list[np.ndarray], labelled: int
+) -> dict[str, Any]:
+    teachers = len(spec.teachers)
+    correct = np.zeros(teachers + 1)
+    agree, entropy = 0, 0.0
+    for arrays, gold in zip(shards, golds, strict=True):
+        known = ~np.isnan(gold)
+        logits = np.asarray(arrays["logits"], dtype=np.float32)
         z = logits - logits.max(-1, keepdims=True)
         probs = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
         ensemble = probs.mean(1)
@@ -232,23 +268,9 @@ def store_statistics(store: LogitStore) -> dict[str, Any]:
         for t in range(teachers):
             correct[t] += int((picks[known, t] == gold[known]).sum())
         correct[-1] += int((ensemble[known].argmax(-1) == gold[known]).sum())
-    stats["labelled_rows"] = labelled
-    if spec.kind == "topk":
-        stats["ensemble_top1_accuracy"] = 100 * correct[-1] / labelled if labelled else None
-        stats["mean_mass_outside_top_k"] = rest / spec.rows
-    elif spec.classes == 1:
-        all_scores = np.concatenate(scores) if scores else np.zeros((0, teachers))
-        gold_all = np.concatenate(golds) if golds else np.zeros(0)
-        usable = len(gold_all) > 1
-        stats["teacher_pearson"] = [
-            pearson(all_scores[:, t], gold_all) if usable else None for t in range(teachers)
-        ]
-        stats["ensemble_pearson"] = pearson(all_scores.mean(1), gold_all) if usable else None
-        stats["mean_teacher_spread"] = spread / spec.rows
-    else:
-        per_teacher = [100 * c / labelled if labelled else None for c in correct[:-1]]
-        stats["teacher_accuracy"] = per_teacher
-        stats["ensemble_accuracy"] = 100 * correct[-1] / labelled if labelled else None
-        stats["teacher_agreement"] = 100 * agree / spec.rows
-        stats["mean_ensemble_entropy"] = entropy / spec.rows
-    return stats
+    return {
+        "teacher_accuracy": [_percent(c, labelled) for c in correct[:-1]],
+        "ensemble_accuracy": _percent(correct[-1], labelled),
+        "teacher_agreement": 100 * agree / spec.rows,
+        "mean_ensemble_entropy": entropy / spec.rows,
+    }
