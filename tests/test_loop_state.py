@@ -94,6 +94,7 @@ def test_a_checkpoint_of_the_earlier_format_is_refused_by_name(
     path = run / "checkpoints/last/training.pt"
     saved = torch.load(path, weights_only=True)
     torch.save({**saved, "format": 1}, path)
+    capsys.readouterr()  # the training run's own log lines, when logging shows them
     assert train_main(["--resume", str(run)]) == 2
     assert capsys.readouterr().err == (
         f"error: {path} was written by an earlier kdnlu (training state format 1, this one "
