@@ -208,9 +208,9 @@ def _teach_split(
                 f"teachers {runs[0].run_dir} and {run.run_dir} read different {key} {split} "
                 "examples (is their data_root the same?); a store needs one set of examples"
             )
-    from kdnlu.build import build_losses, head_outputs
+    from kdnlu.build import head_outputs
 
-    widths = {head_outputs(run.tasks[key], build_losses(run.recipe)[key]) for run in runs}
+    widths = {head_outputs(run.tasks[key], run.recipe.tasks[key].loss.name) for run in runs}
     if len(widths) != 1:
         raise KdnluError(f"the teachers' {key} heads give different numbers of outputs: {widths}")
     classes = widths.pop()
