@@ -17,7 +17,7 @@ from kdnlu.loss import Decoder, Loss
 from kdnlu.metrics import greater_is_better
 from kdnlu.model import MultiTaskModel
 from kdnlu.plugin_code import about_task
-from kdnlu.recipe import Recipe
+from kdnlu.recipe import ComponentSpec, Recipe, TaskSpec
 from kdnlu.registry import ENCODERS, HEADS, LOSSES
 from kdnlu.task import Task
 from kdnlu.token_cache import TokenCache, default_cache_dir
@@ -25,9 +25,15 @@ from kdnlu.token_cache import TokenCache, default_cache_dir
 log = logging.getLogger("kdnlu.train")
 
 
-def head_outputs(task: Task, loss: Loss) -> int:
-    """Output width of a task's head: one score per row for a ranking loss, else the task's."""
-    return 1 if getattr(loss, "target", None) == "group" else task.num_outputs
+def loss_target(name: str) -> str | None:
+    """The labels a registered loss takes, as it declared them (None: its task's own)."""
+    return LOSSES.get(name).facts["target"]
+
+
+def head_outputs(task: Task, loss: str) -> int:
+    """Output width of a task's head trained with the loss named ``loss``: one score per row
+    for a group (ranking) loss, else the task's."""
+    return 1 if loss_target(loss) == "group" else task.num_outputs
 
 
 def check_max_lengths(recipe: Recipe, limit: int | None) -> None:
@@ -46,30 +52,44 @@ def build_model(recipe: Recipe, tasks: dict[str, Task]) -> MultiTaskModel:
     """The shared encoder and one head per task, from the registries."""
     encoder = ENCODERS.get(recipe.encoder.name).build(recipe.encoder.config)
     check_max_lengths(recipe, getattr(encoder, "max_length", None))
-    losses = build_losses(recipe)
     heads = {}
     for key, spec in recipe.tasks.items():
-        outputs = head_outputs(tasks[key], losses[key])
-        try:
-            heads[key] = HEADS.get(spec.head.name).build(
-                spec.head.config, hidden_size=encoder.hidden_size, num_outputs=outputs
-            )
-        except ValueError as exc:
-            raise KdnluError(
-                f"tasks.{key}.head: head '{spec.head.name}' cannot give the {outputs} output(s) "
-                f"task {key} needs with loss '{spec.loss.name}': {exc}"
-            ) from None
-    for key, head in heads.items():
-        start_pooler(key, head, encoder)
-        level, wanted = getattr(head, "level", "sequence"), tasks[key].level
-        if level != wanted:
-            gives = "one output per token" if level == "token" else "one output per row"
-            needs = "labels every word" if wanted == "token" else "has one label per row"
-            raise KdnluError(
-                f"tasks.{key}.head: head '{recipe.tasks[key].head.name}' gives {gives}, but "
-                f"task '{tasks[key].name}' {needs}; use e.g. head: {tasks[key].default_head}"
-            )
+        heads[key] = build_head(key, spec, tasks[key], encoder.hidden_size)
+        check_head_level(key, spec.head.name, tasks[key])
+        start_pooler(key, heads[key], encoder)
     return MultiTaskModel(encoder, heads)
+
+
+def build_head(key: str, spec: TaskSpec, task: Task, hidden_size: int) -> Any:
+    """One task's head, as wide as its task and loss need."""
+    entry, outputs = HEADS.get(spec.head.name), head_outputs(task, spec.loss.name)
+    try:
+        head = entry.build(spec.head.config, hidden_size=hidden_size, num_outputs=outputs)
+    except ValueError as exc:
+        raise KdnluError(
+            f"tasks.{key}.head: head '{spec.head.name}' cannot give the {outputs} output(s) "
+            f"task {key} needs with loss '{spec.loss.name}': {exc}"
+        ) from None
+    declared = entry.facts["level"]
+    if getattr(head, "level", declared) != declared:
+        raise KdnluError(
+            f"tasks.{key}.head: head '{entry.name}' ({entry.source}) is registered with level "
+            f"'{declared}' but its module says level '{head.level}'; register it with "
+            f'HEADS.register("{entry.name}", level="{head.level}")'
+        )
+    return head
+
+
+def check_head_level(key: str, head: str, task: Task) -> None:
+    """A head gives one output per row or per token, as its task is labelled."""
+    level, wanted = HEADS.get(head).facts["level"], task.level
+    if level != wanted:
+        gives = "one output per token" if level == "token" else "one output per row"
+        needs = "labels every word" if wanted == "token" else "has one label per row"
+        raise KdnluError(
+            f"tasks.{key}.head: head '{head}' gives {gives}, but "
+            f"task '{task.name}' {needs}; use e.g. head: {task.default_head}"
+        )
 
 
 def start_pooler(key: str, head: Any, encoder: Any) -> None:
@@ -155,10 +175,21 @@ def check_best_metric(metric: str, tasks: dict[str, Task]) -> None:
 
 def build_losses(recipe: Recipe) -> dict[str, Loss]:
     """Each task's loss, from the LOSSES registry."""
-    return {
-        key: LOSSES.get(spec.loss.name).build(spec.loss.config)
-        for key, spec in recipe.tasks.items()
-    }
+    return {key: build_loss(key, spec.loss) for key, spec in recipe.tasks.items()}
+
+
+def build_loss(key: str, spec: ComponentSpec) -> Loss:
+    """One loss; the labels it says it takes must be those it was registered with."""
+    entry = LOSSES.get(spec.name)
+    loss = entry.build(spec.config)
+    built, declared = getattr(loss, "target", None), entry.facts["target"]
+    if built is not None and built != declared:
+        raise KdnluError(
+            f"tasks.{key}.loss: loss '{entry.name}' ({entry.source}) returns a loss with "
+            f"target '{built}' but is registered with target {declared!r}; register it with "
+            f'LOSSES.register("{entry.name}", target="{built}")'
+        )
+    return loss
 
 
 def loss_decoders(losses: Mapping[str, Loss]) -> dict[str, Decoder]:

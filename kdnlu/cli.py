@@ -14,8 +14,10 @@ from tqdm.auto import tqdm
 
 from kdnlu.errors import KdnluError, TrainingInterrupted
 from kdnlu.glue_data.cli import add_data_parser
+from kdnlu.options import add_options, build_options
 from kdnlu.recipe import Recipe, load_recipe
 from kdnlu.registry import REGISTRIES
+from kdnlu.run_options import ExportOptions, PredictOptions
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -183,15 +185,16 @@ def _predict(args: argparse.Namespace) -> int:
     from kdnlu.predict import write_predictions
     from kdnlu.trained import load_trained
 
-    run = load_trained(args.run_dir, args.checkpoint)
-    if args.out:
-        out = Path(args.out)
+    options = build_options(PredictOptions, args)
+    run = load_trained(args.run_dir, options.checkpoint)
+    if options.out:
+        out = Path(options.out)
     else:
-        out = run.run_dir / ("submission" if args.split == "test" else "predictions")
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
-    written = write_predictions(run, args.split, out, args.batch_size, args.device, tasks)
+        out = run.run_dir / ("submission" if options.split == "test" else "predictions")
+    split = options.split
+    written = write_predictions(run, split, out, options.batch_size, options.device, options.tasks)
     if not written:
-        raise KdnluError(f"no task of {run.run_dir} has a '{args.split}' split to predict")
+        raise KdnluError(f"no task of {run.run_dir} has a '{split}' split to predict")
     print(f"predicted with {run.checkpoint}:")
     print("\n".join(f"  {path}" for path in written))
     return 0
@@ -202,7 +205,8 @@ def _export(args: argparse.Namespace) -> int:
     from kdnlu.export import export_run
     from kdnlu.trained import load_trained
 
-    run = load_trained(args.run_dir, args.checkpoint)
+    options = build_options(ExportOptions, args)
+    run = load_trained(args.run_dir, options.checkpoint)
     out = export_run(run, Path(args.out))
     print(f"exported {run.checkpoint} to {out} (encoder + tokenizer, heads/, README.md)")
     return 0
@@ -212,16 +216,7 @@ def _teach(args: argparse.Namespace) -> int:
     setup_logging(args.quiet)
     from kdnlu.teach import TeachOptions, teach
 
-    options = TeachOptions(
-        splits=tuple(args.splits),
-        dtype=args.dtype,
-        top_k=args.top_k,
-        batch_size=args.batch_size,
-        device=args.device,
-        checkpoint=args.checkpoint,
-        shard_rows=args.shard_rows,
-        keep_best=args.keep_best,
-    )
+    options = build_options(TeachOptions, args)
     stores = teach(args.teachers, args.out, args.tasks, options, progress=not args.quiet)
     print(f"{len(stores)} logit store(s) under {args.out}:")
     for store in stores:
@@ -235,6 +230,8 @@ def teach_main(argv: Sequence[str] | None = None) -> int:
 
 
 def teach_parser() -> argparse.ArgumentParser:
+    from kdnlu.teach import TeachOptions
+
     parser = argparse.ArgumentParser(
         prog="kdnlu-teach",
         description="Run teacher checkpoints over task data once and write logit stores "
@@ -243,27 +240,7 @@ def teach_parser() -> argparse.ArgumentParser:
     parser.add_argument("teachers", nargs="+", help="run directories of trained teachers")
     parser.add_argument("--out", required=True, help="folder of the stores")
     parser.add_argument("--tasks", nargs="+", help="task keys (default: all the teachers share)")
-    parser.add_argument(
-        "--splits",
-        nargs="+",
-        default=["train", "dev"],
-        help="splits to store; dev means each task's evaluation splits (default: train dev)",
-    )
-    parser.add_argument("--dtype", default="float16", choices=["float16", "float32"])
-    parser.add_argument(
-        "--top-k", type=int, help="store the top k of the ensemble distribution instead"
-    )
-    parser.add_argument("--checkpoint", default="auto", choices=["auto", "best", "last"])
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--shard-rows", type=int, default=65536)
-    parser.add_argument(
-        "--keep-best",
-        type=int,
-        metavar="K",
-        help="per task, store only the K teachers with the best dev scores at their stored "
-        "checkpoints (e.g. train 6, keep 3, as MT-DNN-KD did)",
-    )
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_options(parser, TeachOptions)
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return parser
@@ -324,25 +301,14 @@ def main_parser() -> argparse.ArgumentParser:
     p_check.set_defaults(func=_check)
     p_predict = sub.add_parser("predict", help="predict a split with a trained run")
     p_predict.add_argument("run_dir", help="a run directory made by kdnlu-train")
-    p_predict.add_argument(
-        "--split", default="test", help="test (submission files + zip), dev, or any split name"
-    )
-    p_predict.add_argument(
-        "--tasks", metavar="A,B", help="only these task keys, comma-separated (default: all)"
-    )
-    p_predict.add_argument("--checkpoint", default="auto", choices=["auto", "best", "last"])
-    p_predict.add_argument(
-        "--out", help="output folder (default RUN_DIR/submission or RUN_DIR/predictions)"
-    )
-    p_predict.add_argument("--batch-size", type=int, default=64)
-    p_predict.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_options(p_predict, PredictOptions)
     p_predict.add_argument("--quiet", action="store_true")
     p_predict.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     p_predict.set_defaults(func=_predict)
     p_export = sub.add_parser("export", help="write the encoder in Hugging Face format + heads")
     p_export.add_argument("run_dir", help="a run directory made by kdnlu-train")
     p_export.add_argument("out", help="new folder to write")
-    p_export.add_argument("--checkpoint", default="auto", choices=["auto", "best", "last"])
+    add_options(p_export, ExportOptions)
     p_export.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     p_export.set_defaults(func=_export)
     p_store = sub.add_parser("store", help="teacher logit stores")

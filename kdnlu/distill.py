@@ -17,6 +17,7 @@ batch's example indices, so they follow any shuffling, bucketing and task sampli
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -25,7 +26,6 @@ import torch.nn.functional as F
 from kdnlu.callbacks import Callback, TrainState
 from kdnlu.data import Batch, EncodedSplit
 from kdnlu.errors import KdnluError
-from kdnlu.kernels import soft_cross_entropy
 from kdnlu.loss import Loss
 from kdnlu.recipe import Recipe
 from kdnlu.registry import LOSSES
@@ -38,17 +38,25 @@ log = logging.getLogger("kdnlu.train")
 class Distiller(Callback):
     """Replaces each distilled task's loss with the mix of hard and soft losses."""
 
-    def __init__(self, recipe: Recipe, stores: dict[str, LogitStore]) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        stores: dict[str, LogitStore],
+        losses: Mapping[str, Loss] | None = None,
+    ) -> None:
+        """``losses``: the tasks' losses as built for training (built here when not given)."""
+        from kdnlu.build import build_losses, loss_target
+
         assert recipe.distill is not None
         self.config = recipe.distill
         self.stores = stores
         self.regression = {key: store.spec.classes == 1 for key, store in stores.items()}
-        self.soft_loss = LOSSES.get(self.config.soft_loss).build()
+        self.soft_loss: Loss = LOSSES.get(self.config.soft_loss).build()
         self.teachers = [t - 1 for t in self.config.teachers] or None
-        from kdnlu.build import build_losses
-
-        losses = build_losses(recipe)
-        self.group_losses = {k: losses[k] for k in stores if losses[k].target == "group"}
+        grouped = [k for k in stores if loss_target(recipe.tasks[k].loss.name) == "group"]
+        if grouped and losses is None:
+            losses = build_losses(recipe)
+        self.group_losses = {k: losses[k] for k in grouped} if losses else {}
 
     def on_loss(
         self, state: TrainState, batch: Batch, logits: torch.Tensor, loss: torch.Tensor
@@ -65,21 +73,24 @@ class Distiller(Callback):
         elif self.regression[batch.task]:
             target = torch.from_numpy(store.mean_scores(rows, self.teachers)).to(logits.device)
             soft = F.mse_loss(logits.reshape(-1), target)
-        elif self.config.soft_loss == "soft_cross_entropy":  # the fused op, from teacher logits
-            teacher = torch.from_numpy(store.logits(rows, self.teachers)).to(logits.device)
-            soft = soft_cross_entropy(
-                logits,
-                teacher_logits=teacher,
-                temperature=temperature,
-                backend=self.config.kernel,
-            )
         else:
             teacher = torch.from_numpy(store.logits(rows, self.teachers)).to(logits.device)
-            target = torch.softmax(teacher / temperature, -1).mean(1)
-            soft = temperature**2 * self.soft_loss(logits / temperature, target)
+            soft = self.class_soft_loss(logits, teacher, temperature)
         state.log_scalar(f"distill/{batch.task}/hard", float(loss.detach()))
         state.log_scalar(f"distill/{batch.task}/soft", float(soft.detach()))
         return alpha * loss + (1 - alpha) * soft
+
+    def class_soft_loss(
+        self, logits: torch.Tensor, teacher: torch.Tensor, temperature: float
+    ) -> torch.Tensor:
+        """The soft loss of class logits against teachers' logits ``[B, teachers, C]``: the
+        registered soft loss's own path from teacher logits where it has one (a fused kernel),
+        else ``T^2 * soft_loss(logits / T, mean_t softmax(teacher_t / T))``."""
+        direct = getattr(self.soft_loss, "from_teacher_logits", None)
+        if direct is not None:
+            return direct(logits, teacher, temperature, self.config.kernel)
+        target = torch.softmax(teacher / temperature, -1).mean(1)
+        return temperature**2 * self.soft_loss(logits / temperature, target)
 
     def group_soft_loss(
         self, key: str, logits: torch.Tensor, teacher: torch.Tensor, temperature: float
@@ -114,7 +125,7 @@ def open_stores(
     recipe: Recipe, tasks: dict[str, Task], splits: dict[str, EncodedSplit], losses: dict[str, Loss]
 ) -> dict[str, LogitStore]:
     """The training-split store of every distilled task, checked against the student's data."""
-    from kdnlu.build import head_outputs
+    from kdnlu.build import head_outputs, loss_target
 
     config = recipe.distill
     assert config is not None
@@ -128,9 +139,10 @@ def open_stores(
     stores = {}
     for key in keys:
         task, spec = tasks[key], recipe.tasks[key]
-        if losses[key].target not in ("class", "score", "group"):
+        target = loss_target(spec.loss.name) or task.label_kind
+        if target not in ("class", "score", "group"):
             raise KdnluError(
-                f"distill.tasks: task {key} is trained with a {losses[key].target}-level loss; "
+                f"distill.tasks: task {key} is trained with a {target}-level loss; "
                 "only classification, regression, ranking and multiple-choice tasks can be "
                 "distilled"
             )
@@ -140,7 +152,7 @@ def open_stores(
                 root / key / "train",
                 fingerprint=fingerprint_examples(examples),
                 rows=len(examples),
-                classes=head_outputs(task, losses[key]),
+                classes=head_outputs(task, spec.loss.name),
             )
         except StoreError as exc:
             raise KdnluError(f"distill: task {key}: {exc}") from None

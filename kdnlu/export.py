@@ -7,7 +7,7 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from kdnlu.build import build_losses, head_outputs
+from kdnlu.build import head_outputs
 from kdnlu.config import to_plain
 from kdnlu.errors import KdnluError
 from kdnlu.rundir import atomic_write_text, staged_dir
@@ -64,7 +64,6 @@ def export_run(run: TrainedRun, out: Path) -> Path:
         hf_model.save_pretrained(str(staging))
         encoder.tokenizer.save_pretrained(str(staging))
         manifest = {}
-        losses = build_losses(run.recipe)
         for key, head in run.model.heads.items():
             spec, task = run.recipe.tasks[key], run.tasks[key]
             state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
@@ -75,7 +74,7 @@ def export_run(run: TrainedRun, out: Path) -> Path:
                 "head": spec.head.name,
                 "head_config": to_plain(spec.head.config),
                 "loss": spec.loss.name,
-                "num_outputs": head_outputs(task, losses[key]),
+                "num_outputs": head_outputs(task, spec.loss.name),
                 "label_names": list(task.label_names) if task.label_names else None,
                 "metrics": list(task.metrics),
                 "max_length": spec.options.max_length,

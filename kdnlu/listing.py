@@ -46,7 +46,8 @@ def list_components(kinds: Sequence[str], only: dict[str, set[str]] | None = Non
                 continue
             out.append(f"  {entry.name}  -  {entry.description}  [{entry.module}]")
             facts = [f"      {key}: {value!r}" for key, value in entry.facts.items()]
-            out.extend(facts or format_fields(entry.config, "      ") or ["      (no options)"])
+            fields = format_fields(entry.config, "      ")
+            out.extend([*facts, *fields] or ["      (no options)"])
         out.append("")
     return "\n".join(out)
 

@@ -7,10 +7,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-LOSS_TARGETS = ("class", "score", "group", "token", "soft")
+from kdnlu.registry import LOSS_TARGETS
+
+__all__ = ["LOSS_TARGETS", "Decoder", "Loss", "TeacherLogitsLoss"]
 
 
 Decoder = Callable[[np.ndarray, np.ndarray], np.ndarray]
+TeacherLogitsLoss = Callable[[torch.Tensor, torch.Tensor, float, str], torch.Tensor]
 
 
 class Loss:
@@ -22,6 +25,10 @@ class Loss:
     whole groups of ``group_size`` rows with one ``positive_label`` row each; ``scores`` turns
     head outputs ``[B]`` into the scores its softmax over each group takes (as they are when
     None), which distillation uses for the teachers' distribution over a group's candidates.
+    A ``soft`` loss may give ``from_teacher_logits(logits, teacher_logits, temperature,
+    backend)``: its distillation loss straight from the teachers' logits ``[B, teachers, C]``
+    (target: the mean of ``softmax(teacher / T)``; ``T^2`` included), as a fused kernel does;
+    without it the distiller computes that target and calls the loss on ``logits / T``.
     """
 
     def __init__(
@@ -32,6 +39,7 @@ class Loss:
         group_size: int | None = None,
         positive_label: int | None = None,
         scores: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        from_teacher_logits: TeacherLogitsLoss | None = None,
     ):
         if target not in LOSS_TARGETS:
             raise ValueError(
@@ -45,6 +53,7 @@ class Loss:
         self.group_size = group_size
         self.positive_label = positive_label
         self.scores = scores
+        self.from_teacher_logits = from_teacher_logits
 
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.fn(logits, labels)

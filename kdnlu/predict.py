@@ -149,14 +149,12 @@ def write_predictions(
     files (GLUE's AX is scored by the MNLI head); they are zipped into ``submission.zip``
     (the files of this call's tasks only).
     """
-    from kdnlu.build import build_losses
     from kdnlu.run_control import pick_device
 
     if out_dir.exists() and not out_dir.is_dir():
         raise KdnluError(f"--out {out_dir} is a file; give a folder (it is made if missing)")
     target_device = pick_device(device)
     run.model.to(target_device)
-    losses = build_losses(run.recipe)
     written: list[Path] = []
     for key in chosen_tasks(run, tasks):
         task = run.tasks[key]
@@ -165,7 +163,7 @@ def write_predictions(
         for file_name, examples in jobs:
             predictions = predict_file(run, key, examples, batch_size, target_device)
             target = out_dir / file_name
-            positive = getattr(losses[key], "positive_label", None)
+            positive = getattr(run.losses.get(key), "positive_label", None)
             atomic_write_text(target, prediction_lines(task, examples, predictions, positive))
             written.append(target)
             log.info("wrote %s (%d rows)", target, len(examples))

@@ -86,7 +86,7 @@ TRAINABLE_TARGETS = {
 
 def check_loss_fits(key: str, task: Task, loss: ComponentSpec, ctx: Context) -> None:
     """The loss must take the kind of label the task has."""
-    target = getattr(LOSSES.get(loss.name).build(loss.config), "target", None)
+    target = LOSSES.get(loss.name).facts["target"]
     wanted = task.label_kind
     if target is None or target == wanted:
         return
@@ -120,7 +120,7 @@ def check_distill(
                 f"distill.tasks: '{key}' is not a task of this recipe ({', '.join(tasks)})",
             )
     entry = lookup(LOSSES, distill.soft_loss, ("distill", "soft_loss"), ctx)
-    if getattr(entry.build(), "target", None) != "soft":
+    if entry.facts["target"] != "soft":
         raise ctx.error(
             ("distill", "soft_loss"),
             f"distill.soft_loss: loss '{distill.soft_loss}' does not take soft targets; use "

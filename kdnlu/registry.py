@@ -29,10 +29,14 @@ class Fact:
     """Something every component of one registry declares where it is registered (a metric's
     direction, say): its type, its default (required when there is none) and what it means."""
 
-    type: type
+    type: type | tuple[type, ...]
     default: Any = REQUIRED
     doc: str = ""
-    choices: tuple[Any, ...] | None = None  # for a tuple: the values its items may take
+    choices: tuple[Any, ...] | None = None  # the values it (for a tuple: its items) may take
+
+    def type_words(self) -> str:
+        types = self.type if isinstance(self.type, tuple) else (self.type,)
+        return " or ".join("None" if t is type(None) else t.__name__ for t in types)
 
 
 @dataclass(frozen=True)
@@ -148,17 +152,19 @@ class Registry:
         for key, fact in self.facts.items():
             if key not in facts and fact.default is REQUIRED:
                 raise RegistryError(
-                    f"{where}: register it with {key}=... ({fact.doc or fact.type.__name__})"
+                    f"{where}: register it with {key}=... ({fact.doc or fact.type_words()})"
                 )
             value = facts.get(key, fact.default)
             if not isinstance(value, fact.type):
                 raise RegistryError(
-                    f"{where}: {key} must be {fact.type.__name__}, got {value!r} ({fact.doc})"
+                    f"{where}: {key} must be {fact.type_words()}, got {value!r} ({fact.doc})"
                 )
-            wrong = [v for v in value if v not in fact.choices] if fact.choices else []
-            if wrong or (fact.choices and not value):
+            items = value if isinstance(value, tuple) else (value,)
+            wrong = [v for v in items if v is not None and v not in (fact.choices or items)]
+            if wrong or (fact.choices and not items):
                 raise RegistryError(
-                    f"{where}: {key} takes some of {', '.join(map(str, fact.choices or ()))}; "
+                    f"{where}: {key} takes {'some' if isinstance(value, tuple) else 'one'} of "
+                    f"{', '.join(map(str, fact.choices or ()))}; "
                     f"got {value!r}"
                 )
             declared[key] = value
@@ -248,9 +254,31 @@ METRIC_FACTS = {
     ),
 }
 
+HEAD_LEVELS = ("sequence", "token")
+HEAD_FACTS = {
+    "level": Fact(
+        str,
+        "sequence",
+        "what the head gives: sequence (one output row per example) or token (one per token)",
+        choices=HEAD_LEVELS,
+    ),
+}
+LOSS_TARGETS = ("class", "score", "group", "token", "soft")
+LOSS_FACTS = {
+    "target": Fact(
+        (str, type(None)),
+        None,
+        "the labels it takes: class, score, group (candidates ranked within groups), token or "
+        "soft (teacher distributions); None: whatever labels its task has",
+        choices=LOSS_TARGETS,
+    ),
+}
+
 ENCODERS = Registry("encoder", "encoders", autoload=True)
-HEADS = Registry("head", "heads", autoload=True)
-LOSSES = Registry("loss", "losses", autoload=True)
+HEADS = Registry("head", "heads", autoload=True, facts=HEAD_FACTS)
+"""Heads: ``builder(config, hidden_size, num_outputs) -> nn.Module``, registered with ``level``."""
+LOSSES = Registry("loss", "losses", autoload=True, facts=LOSS_FACTS)
+"""Losses: ``builder(config) -> loss(logits, labels)``, registered with ``target``."""
 SAMPLERS = Registry("sampler", "samplers", autoload=True)
 TASKS = Registry("task", "tasks", autoload=True)
 METRICS = Registry("metric", "metrics", autoload=True, facts=METRIC_FACTS)

@@ -13,6 +13,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from kdnlu.evaluation import eval_name, predict_outputs
 from kdnlu.lock import lock_folder
 from kdnlu.metrics import higher_is_better, task_score
 from kdnlu.nonfinite import nonfinite_weights
+from kdnlu.options import CheckpointChoice, DeviceChoice, option
 from kdnlu.store import (
     LogitStore,
     StoreSpec,
@@ -41,16 +43,23 @@ log = logging.getLogger("kdnlu.teach")
 
 @dataclass(frozen=True)
 class TeachOptions:
-    """How teachers are run and stored."""
+    """How teachers are run and stored (the options of ``kdnlu-teach``)."""
 
-    splits: tuple[str, ...] = ("train", "dev")
-    dtype: str = "float16"
-    top_k: int | None = None
-    batch_size: int = 64
-    device: str = "auto"
-    checkpoint: str = "auto"
-    shard_rows: int = 65536
-    keep_best: int | None = None  # per task, only the teachers with the best dev scores
+    splits: tuple[str, ...] = option(
+        ("train", "dev"), "splits to store; dev means each task's evaluation splits"
+    )
+    dtype: Literal["float16", "float32"] = option("float16", "number type of the stored logits")
+    top_k: int | None = option(None, "store the top k of the ensemble distribution instead")
+    batch_size: int = option(64, "rows per forward pass")
+    device: DeviceChoice = option("auto", "where the teachers run")
+    checkpoint: CheckpointChoice = option("auto", "each teacher's checkpoint (auto: best if any)")
+    shard_rows: int = option(65536, "rows per shard file of a store")
+    keep_best: int | None = option(
+        None,
+        "per task, store only the K teachers with the best dev scores at their stored "
+        "checkpoints (e.g. train 6, keep 3, as MT-DNN-KD did)",
+        metavar="K",
+    )
 
 
 def teacher_identity(run: TrainedRun) -> str:
@@ -208,9 +217,9 @@ def _teach_split(
                 f"teachers {runs[0].run_dir} and {run.run_dir} read different {key} {split} "
                 "examples (is their data_root the same?); a store needs one set of examples"
             )
-    from kdnlu.build import build_losses, head_outputs
+    from kdnlu.build import head_outputs
 
-    widths = {head_outputs(run.tasks[key], build_losses(run.recipe)[key]) for run in runs}
+    widths = {head_outputs(run.tasks[key], run.recipe.tasks[key].loss.name) for run in runs}
     if len(widths) != 1:
         raise KdnluError(f"the teachers' {key} heads give different numbers of outputs: {widths}")
     classes = widths.pop()

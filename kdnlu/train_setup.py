@@ -98,7 +98,8 @@ def build_parts(recipe: Recipe, world: World, device_choice: str) -> RunParts:
     if recipe.distill is not None:
         from kdnlu.distill import Distiller, open_stores
 
-        callbacks.append(Distiller(recipe, open_stores(recipe, tasks, train_splits, losses)))
+        stores = open_stores(recipe, tasks, train_splits, losses)
+        callbacks.append(Distiller(recipe, stores, losses))
     total_steps = _total_steps(recipe, schedule, batches)
     optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay)
     amp_dtype = amp_dtype_for(device, cfg.amp)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from kdnlu.checkpoint import STATE, WEIGHTS, load_weights
 from kdnlu.errors import KdnluError
-from kdnlu.loss import Decoder
+from kdnlu.loss import Decoder, Loss
 from kdnlu.model import MultiTaskModel
 from kdnlu.recipe import Recipe, load_recipe
 from kdnlu.rundir import recover_swap
@@ -28,6 +28,7 @@ class TrainedRun:
     model: MultiTaskModel
     checkpoint: Path
     decoders: dict[str, Decoder] = field(default_factory=dict)
+    losses: dict[str, Loss] = field(default_factory=dict)  # built once, as training built them
 
 
 def recorded_best_step(run_dir: Path) -> int | None:
@@ -86,4 +87,5 @@ def load_trained(run_dir: str | Path, checkpoint: str = "auto") -> TrainedRun:
             f"(was the recipe or a plugin changed?): {exc}"
         ) from None
     model.eval()
-    return TrainedRun(run_dir, recipe, tasks, model, folder, loss_decoders(build_losses(recipe)))
+    losses = build_losses(recipe)
+    return TrainedRun(run_dir, recipe, tasks, model, folder, loss_decoders(losses), losses)

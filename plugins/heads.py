@@ -1,8 +1,10 @@
 """Linear task heads: classification, regression and ranking over one vector of the sequence
 ([CLS], the mean of the tokens, or the pretrained pooler's output), and token labelling.
 
-Every head module has a ``level`` attribute: ``"sequence"`` heads return ``[B, num_outputs]``,
-``"token"`` heads return ``[B, L, num_outputs]``. The stochastic answer network is in ``san.py``.
+Every head is registered with its ``level`` (``HEADS.register(name, level=...)``; default
+``"sequence"``): ``"sequence"`` heads return ``[B, num_outputs]``, ``"token"`` heads return
+``[B, L, num_outputs]``; the modules carry the same ``level`` attribute. The stochastic answer
+network is in ``san.py``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from torch import nn
 
 from kdnlu.config import check_fraction
 from kdnlu.registry import HEADS
-
-HEAD_LEVELS = ("sequence", "token")
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def regression_head(config: SequenceHeadConfig, hidden_size: int, num_outputs: i
     return ClsHead(config, hidden_size, num_outputs)
 
 
-@HEADS.register("token", config=DropoutConfig)
+@HEADS.register("token", level="token", config=DropoutConfig)
 def token_head(config: DropoutConfig, hidden_size: int, num_outputs: int) -> TokenHead:
     """Linear layer over every token vector, for token labelling ([B, L, num_outputs])."""
     return TokenHead(config, hidden_size, num_outputs)

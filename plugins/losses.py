@@ -53,7 +53,7 @@ class CrossEntropyConfig:
         check_fraction("label_smoothing", self.label_smoothing)
 
 
-@LOSSES.register("cross_entropy", config=CrossEntropyConfig)
+@LOSSES.register("cross_entropy", target="class", config=CrossEntropyConfig)
 def cross_entropy(config: CrossEntropyConfig) -> Loss:
     """Cross-entropy against gold class indices (mean over the batch)."""
 
@@ -63,7 +63,7 @@ def cross_entropy(config: CrossEntropyConfig) -> Loss:
     return Loss("class", cross_entropy_loss)
 
 
-@LOSSES.register("token_cross_entropy", config=CrossEntropyConfig)
+@LOSSES.register("token_cross_entropy", target="token", config=CrossEntropyConfig)
 def token_cross_entropy(config: CrossEntropyConfig) -> Loss:
     """Cross-entropy per token (mean over labelled tokens), for token heads; tokens labelled
     with a negative number (padding, later sub-words, hidden tags) are ignored."""
@@ -90,7 +90,7 @@ def token_cross_entropy(config: CrossEntropyConfig) -> Loss:
     return Loss("token", token_cross_entropy_loss)
 
 
-@LOSSES.register("mse")
+@LOSSES.register("mse", target="score")
 def mse(config: NoConfig) -> Loss:
     """Mean squared error of one score per row against numeric labels (MT-DNN's STS-B loss)."""
 
@@ -169,7 +169,7 @@ def group_cross_entropy(
     return F.cross_entropy(scores.view(-1, size), positive.int().argmax(1))
 
 
-@LOSSES.register("ranking", config=RankingConfig)
+@LOSSES.register("ranking", target="group", config=RankingConfig)
 def ranking(config: RankingConfig) -> Loss:
     """Softmax over each group's gamma-scaled relevance scores (sigmoid of the head's score),
     NLL of the right candidate: MT-DNN's QNLI loss. Needs a head with one output per row."""
@@ -208,7 +208,7 @@ class MultipleChoiceConfig:
             )
 
 
-@LOSSES.register("multiple_choice", config=MultipleChoiceConfig)
+@LOSSES.register("multiple_choice", target="group", config=MultipleChoiceConfig)
 def multiple_choice(config: MultipleChoiceConfig) -> Loss:
     """Softmax over each question's candidate scores (one head output per candidate), NLL of
     the right one; predicts the best-scored candidate of each question."""
@@ -227,10 +227,10 @@ def multiple_choice(config: MultipleChoiceConfig) -> Loss:
     )
 
 
-@LOSSES.register("soft_cross_entropy")
+@LOSSES.register("soft_cross_entropy", target="soft")
 def soft_cross_entropy_loss(config: NoConfig) -> Loss:
     """Cross-entropy against probability targets, mean over rows (the distillation soft loss;
-    runs on the fused kernels of kdnlu.kernels)."""
+    runs on the fused kernels of kdnlu.kernels, straight from teacher logits)."""
 
     def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if logits.ndim != 2 or targets.shape != logits.shape:
@@ -240,4 +240,14 @@ def soft_cross_entropy_loss(config: NoConfig) -> Loss:
             )
         return fused_soft_cross_entropy(logits, target_probs=targets)
 
-    return Loss("soft", soft_cross_entropy)
+    def from_teacher_logits(
+        logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, backend: str
+    ) -> torch.Tensor:
+        return fused_soft_cross_entropy(
+            logits,
+            teacher_logits=teacher_logits,
+            temperature=temperature,
+            backend=backend,  # type: ignore[arg-type]
+        )
+
+    return Loss("soft", soft_cross_entropy, from_teacher_logits=from_teacher_logits)

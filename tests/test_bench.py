@@ -34,7 +34,7 @@ class FailConfig:
     crash: bool = False
 
 
-@LOSSES.register("fails_on_purpose", config=FailConfig)
+@LOSSES.register("fails_on_purpose", target="class", config=FailConfig)
 def build(config=FailConfig()):
     def loss(logits, labels):
         if config.crash:

@@ -293,3 +293,55 @@ def test_tiny_pipeline_teachers_store_student(tmp_path: Path) -> None:
     assert set(records[-1]["dev"]) == {"rte", "mrpc"}
     resolved = load_recipe(result.run_dir / "recipe.yaml")
     assert resolved.distill == recipe.distill
+
+
+KD_PLUGIN = '''\
+import torch
+
+from kdnlu.loss import Loss
+from kdnlu.registry import LOSSES
+
+CALLS = []
+
+
+@LOSSES.register("squared_kd_for_test", target="soft")
+def squared_kd(config):
+    """Squared error between student and teacher probabilities."""
+
+    def loss(logits, targets):
+        CALLS.append(tuple(logits.shape))
+        return ((torch.softmax(logits, -1) - targets) ** 2).sum(-1).mean()
+
+    return Loss("soft", loss)
+'''
+
+
+def test_a_plugin_soft_loss_is_the_one_distillation_uses(tmp_path: Path) -> None:
+    """distill.soft_loss names any registered soft loss, here one from a recipe's imports:."""
+    import sys
+
+    from kdnlu.registry import LOSSES
+
+    teacher = random_store(tmp_path / "store", "rte")
+    write(tmp_path / "kd_plugin.py", KD_PLUGIN)
+    path = distill_recipe(tmp_path, tmp_path / "store", ", soft_loss: squared_kd_for_test")
+    path.write_text("imports: [kd_plugin.py]\n" + path.read_text())
+    try:
+        recipe = load_recipe(path)
+        calls = sys.modules[LOSSES.get("squared_kd_for_test").module].CALLS
+        train(recipe, progress=False)
+        assert calls == [(16, 2), (16, 2)]  # the two rte batches of 16 rows, 2 classes
+        from kdnlu.store import LogitStore
+
+        store = LogitStore.open(tmp_path / "store" / "rte" / "train")
+        distiller = Distiller(recipe, {"rte": store})
+        rows, logits = [3, 9], torch.randn(2, 2, dtype=torch.float64)
+        tokens = (torch.zeros(2, 3, dtype=torch.long),) * 3
+        batch = Batch("rte", torch.tensor(rows), *tokens, torch.tensor([0, 1]))
+        hard = torch.tensor(0.0, dtype=torch.float64)
+        value = distiller.on_loss(TrainState(run_dir=tmp_path, total_steps=10), batch, logits, hard)
+        target = torch.softmax(torch.from_numpy(teacher[rows]).double(), -1).mean(1)
+        expected = 0.5 * ((torch.softmax(logits, -1) - target) ** 2).sum(-1).mean()
+        torch.testing.assert_close(value, expected)
+    finally:
+        LOSSES.unregister("squared_kd_for_test")

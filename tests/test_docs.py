@@ -35,7 +35,7 @@ def test_plugin_tutorial_code_runs_from_a_recipe(tmp_path) -> None:
     from kdnlu.registry import HEADS
     from kdnlu.trainer import train
 
-    _, code = python_blocks((REPO / "docs" / "plugins.md").read_text())
+    code = python_blocks((REPO / "docs" / "plugins.md").read_text())[1]
     write(tmp_path / "mean_pool.py", code)
     text = TINY_RECIPE + "imports: [mean_pool.py]\n"
     text = text.replace(
@@ -57,10 +57,28 @@ def test_plugin_metric_example_registers_an_error_metric(tmp_path) -> None:
     from kdnlu.metrics import greater_is_better
     from kdnlu.registry import METRICS
 
-    code, _ = python_blocks((REPO / "docs" / "plugins.md").read_text())
+    code = python_blocks((REPO / "docs" / "plugins.md").read_text())[0]
     try:
         discovery.import_file(write(tmp_path / "rmse.py", code), "test")
         assert greater_is_better("rmse") is False
         assert METRICS.get("rmse").builder(np.array([1.0, 3.0]), np.array([1.0, 1.0])) == 2**0.5
     finally:
         METRICS.unregister("rmse")
+
+
+def test_plugin_soft_loss_example_registers_a_distillation_loss(tmp_path) -> None:
+    import torch
+
+    from conftest import write
+    from kdnlu import discovery
+    from kdnlu.registry import LOSSES
+
+    code = python_blocks((REPO / "docs" / "plugins.md").read_text())[2]
+    try:
+        discovery.import_file(write(tmp_path / "squared_kd.py", code), "test")
+        entry = LOSSES.get("squared_kd")
+        assert entry.facts["target"] == "soft"
+        target = torch.tensor([[0.5, 0.5]])
+        assert float(entry.build()(torch.zeros(1, 2), target)) == 0.0
+    finally:
+        LOSSES.unregister("squared_kd")

@@ -258,5 +258,8 @@ def test_cli_stages_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture) ->
         "remask": True,
     }
     ready_teacher(str(tmp_path / "t"))
-    with pytest.raises(SystemExit):
-        mlm_main(["teach", "x", "--corpus", "c", "--out", "o", "--top-k", "1,a"])
+    capsys.readouterr()
+    assert mlm_main(["teach", "x", "--corpus", "c", "--out", "o", "--top-k", "1,a"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --top-k 1,a: top_k[1]: expected an integer, got 'a' (a string)\n"
+    )

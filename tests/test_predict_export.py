@@ -129,3 +129,18 @@ def test_export_after_the_training_data_is_gone(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "glue")
     assert main(["export", str(run_dir), str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "heads" / "rte.safetensors").is_file()
+
+
+def test_loading_a_run_builds_its_losses_once(run_dir: Path, monkeypatch) -> None:
+    import kdnlu.build
+
+    built = []
+    real = kdnlu.build.build_loss
+
+    def counted(key, spec):
+        built.append(key)
+        return real(key, spec)
+
+    monkeypatch.setattr(kdnlu.build, "build_loss", counted)
+    run = load_trained(run_dir)
+    assert sorted(built) == ["mrpc", "rte"] and set(run.losses) == {"mrpc", "rte"}

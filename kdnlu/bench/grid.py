@@ -17,16 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kdnlu.bench.bench_file import (
+    BENCH_KEYS,
+    DEFAULT_OUTPUT_DIR,
+    EVALUATIONS,
+    POINT_KEYS,
+    REPORT_KEYS,
+    BenchFileKeys,
+    BenchReader,
+    ReportKeys,
+)
 from kdnlu.config import SetValue
-from kdnlu.errors import KdnluError, RecipeError
+from kdnlu.errors import KdnluError
 from kdnlu.recipe import Override, load_recipe, parse_override, raw_recipe
-from kdnlu.yaml_source import KeyPath, Location, format_key_path, load_yaml_with_locations
-
-BENCH_KEYS = ("name", "output_dir", "recipe", "seeds", "set", "grid", "points", "compare", "report")
-POINT_KEYS = ("recipe", "set")
-REPORT_KEYS = ("evaluation",)
-EVALUATIONS = ("last", "best")
-DEFAULT_OUTPUT_DIR = "runs/bench"
+from kdnlu.yaml_source import KeyPath, Location
 
 
 @dataclass(frozen=True)
@@ -133,58 +137,6 @@ class Bench:
         )
 
 
-class _Reader:
-    """Typed access to the bench file's values, with errors naming its lines."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        data, self.locations = load_yaml_with_locations(path)
-        if not isinstance(data, dict):
-            raise RecipeError(f"{path}:1: a bench file must be a mapping of keys")
-        self.data = data
-
-    def where(self, path: KeyPath) -> Location:
-        for end in range(len(path), -1, -1):
-            if path[:end] in self.locations:
-                return self.locations[path[:end]]
-        return Location(str(self.path), 1)
-
-    def error(self, path: KeyPath, message: str) -> RecipeError:
-        return RecipeError(f"{self.where(path)}: {format_key_path(path)}: {message}")
-
-    def check_keys(self, value: dict[str, Any], allowed: tuple[str, ...], path: KeyPath) -> None:
-        for key in value:
-            if key not in allowed:
-                raise self.error(
-                    (*path, key), f"unknown key; a bench file takes {', '.join(allowed)}"
-                )
-
-    def mapping(self, value: Any, path: KeyPath) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.error(path, f"expected a mapping, got {value!r}")
-        return value
-
-    def recipe_path(self, value: Any, path: KeyPath) -> Path:
-        if not isinstance(value, str):
-            raise self.error(path, f"expected a recipe file path, got {value!r}")
-        recipe = self.where(path).base_dir / value
-        if not recipe.is_file():
-            raise self.error(path, f"recipe {recipe} does not exist")
-        return recipe.resolve()
-
-    def overrides(self, values: dict[str, Any], path: KeyPath) -> list[Override]:
-        """``{key.path: value}`` as recipe overrides that remember their line here."""
-        out = []
-        for key, value in values.items():
-            parts = tuple(key.split("."))
-            if not all(parts):
-                raise self.error((*path, key), "expected a recipe key path such as train.lr")
-            out.append(Override(parts, value, self.where((*path, key))))
-        return out
-
-
 def value_label(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
@@ -221,98 +173,162 @@ def load_bench(
     """
     path = Path(path)
     command_line = [parse_override(text) for text in overrides]
-    reader = _Reader(path)
+    reader = BenchReader(path)
     data = reader.data
     reader.check_keys(data, BENCH_KEYS, ())
     name = data.get("name", path.stem)
     if not isinstance(name, str) or slug(name) != name:
         raise reader.error(("name",), f"expected a name of letters, digits, ._=-, got {name!r}")
-    if output_dir is not None:  # from the command line: relative to where it runs
-        folder = Path(output_dir)
-    elif "output_dir" in data:
-        if not isinstance(data["output_dir"], str):
-            raise reader.error(("output_dir",), f"expected a folder, got {data['output_dir']!r}")
-        folder = reader.where(("output_dir",)).base_dir / data["output_dir"]
-    else:
-        folder = Path(DEFAULT_OUTPUT_DIR)
-    seeds = data.get("seeds", [13])
-    if not isinstance(seeds, list) or not seeds or not all(_is_int(s) for s in seeds):
-        raise reader.error(("seeds",), f"expected a list of integer seeds, got {seeds!r}")
-    if len(set(seeds)) != len(seeds):
-        raise reader.error(("seeds",), f"a seed is listed twice: {seeds}")
-    common = reader.overrides(reader.mapping(data.get("set"), ("set",)), ("set",))
-    grid = reader.mapping(data.get("grid"), ("grid",))
-    for key, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise reader.error(
-                ("grid", key), f"expected a non-empty list of values, got {values!r}"
-            )
+    folder = _bench_folder(reader, output_dir)
+    seeds = _seeds(reader)
+    grid = _grid(reader)
     default_recipe = reader.recipe_path(data["recipe"], ("recipe",)) if "recipe" in data else None
     named = reader.mapping(data.get("points"), ("points",)) or {None: {}}
-    labels = short_keys(list(grid))
-    if only is not None:
-        known = [str(n) for n in named if n is not None]
-        unknown = [n for n in only if n not in known]
-        if unknown:
-            raise KdnluError(
-                f"{path}: --points {', '.join(unknown)}: no such point; the points are "
-                + (", ".join(known) or "(none: the bench file names no points)")
-            )
+    _check_chosen(path, named, only)
+    expand = _Expansion(reader, grid, seeds, command_line, default_recipe)
     points, selected = [], set()
     for point_name, raw_point in named.items():
-        ppath: KeyPath = ("points", point_name) if point_name is not None else ()
-        raw_point = reader.mapping(raw_point, ppath)
-        reader.check_keys(raw_point, POINT_KEYS, ppath)
         chosen = only is None or point_name in only
-        recipes = _point_recipes(reader, raw_point, ppath, default_recipe)
-        point_set = reader.overrides(reader.mapping(raw_point.get("set"), (*ppath, "set")), ppath)
-        for combo in itertools.product(*grid.values()):
-            values = dict(zip(grid, combo, strict=True))
-            parts = [point_name] if point_name is not None else []
-            parts += [f"{labels[k]}={value_label(v)}" for k, v in values.items()]
-            label = " ".join(parts) or "default"
-            grid_overrides = [
-                Override(tuple(k.split(".")), v, reader.where(("grid", k, grid[k].index(v))))
-                for k, v in values.items()
-            ]
-            runs = []
-            for seed in seeds:
-                for recipe in recipes:
-                    member = f"_{recipe.stem}" if len(recipes) > 1 else ""
-                    folder_name = f"{slug(label)}/s{seed}{member}"
-                    overrides = (
-                        *common,
-                        *point_set,
-                        *grid_overrides,
-                        Override(("train", "seed"), seed, reader.where(("seeds",))),
-                        *command_line,
-                    )
-                    if chosen:  # every chosen run is valid before any starts
-                        load_recipe(recipe, list(overrides))
-                    key = run_key(recipe, overrides)
-                    runs.append(RunSpec(key, label, seed, str(recipe), overrides, folder_name))
-            points.append(Point(label, values, tuple(runs)))
+        for point in expand.points(point_name, raw_point, chosen):
+            points.append(point)
             if chosen:
-                selected.add(label)
-    names = [p.name for p in points]
+                selected.add(point.name)
     _check_unique(reader, points)
-    compare = _comparisons(reader, data.get("compare"), names)
-    report = reader.mapping(data.get("report"), ("report",))
-    reader.check_keys(report, REPORT_KEYS, ("report",))
-    evaluation = report.get("evaluation", "last")
-    if evaluation not in EVALUATIONS:
-        raise reader.error(("report", "evaluation"), f"expected last or best, got {evaluation!r}")
+    compare = _comparisons(reader, data.get("compare"), [p.name for p in points])
     return Bench(
         name=name,
         folder=folder.resolve() / name,
         seeds=tuple(seeds),
         points=tuple(points),
         compare=compare,
-        evaluation=evaluation,
+        evaluation=_evaluation(reader),
         source=str(path.resolve()),
         grid_keys=tuple(grid),
         selected=None if only is None else frozenset(selected),
     )
+
+
+def _bench_folder(reader: BenchReader, output_dir: str | None) -> Path:
+    """Where the bench writes: ``--output-dir`` (relative to where the command runs), else
+    the file's ``output_dir`` (relative to the file), else the default."""
+    if output_dir is not None:
+        return Path(output_dir)
+    if "output_dir" in reader.data:
+        value = reader.data["output_dir"]
+        if not isinstance(value, str):
+            raise reader.error(("output_dir",), f"expected a folder, got {value!r}")
+        return reader.where(("output_dir",)).base_dir / value
+    return Path(DEFAULT_OUTPUT_DIR)
+
+
+def _seeds(reader: BenchReader) -> list[int]:
+    seeds = reader.data.get("seeds", list(BenchFileKeys.seeds))
+    if not isinstance(seeds, list) or not seeds or not all(_is_int(s) for s in seeds):
+        raise reader.error(("seeds",), f"expected a list of integer seeds, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise reader.error(("seeds",), f"a seed is listed twice: {seeds}")
+    return seeds
+
+
+def _grid(reader: BenchReader) -> dict[str, list[Any]]:
+    grid = reader.mapping(reader.data.get("grid"), ("grid",))
+    for name, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise reader.error(
+                ("grid", name), f"expected a non-empty list of values, got {values!r}"
+            )
+    return grid
+
+
+def _check_chosen(path: Path, named: dict[Any, Any], only: Sequence[str] | None) -> None:
+    """Every point ``--points`` names must be a point of the file."""
+    if only is None:
+        return
+    known = [str(n) for n in named if n is not None]
+    unknown = [n for n in only if n not in known]
+    if unknown:
+        raise KdnluError(
+            f"{path}: --points {', '.join(unknown)}: no such point; the points are "
+            + (", ".join(known) or "(none: the bench file names no points)")
+        )
+
+
+def _evaluation(reader: BenchReader) -> str:
+    report = reader.mapping(reader.data.get("report"), ("report",))
+    reader.check_keys(report, REPORT_KEYS, ("report",))
+    evaluation = report.get("evaluation", ReportKeys.evaluation)
+    if evaluation not in EVALUATIONS:
+        raise reader.error(("report", "evaluation"), f"expected last or best, got {evaluation!r}")
+    return evaluation
+
+
+@dataclass
+class _Expansion:
+    """Turns each named point into its grid points and their runs (one per seed and recipe)."""
+
+    reader: BenchReader
+    grid: dict[str, list[Any]]
+    seeds: list[int]
+    command_line: list[Override]
+    default_recipe: Path | None
+
+    def __post_init__(self) -> None:
+        self.common = self.reader.overrides(
+            self.reader.mapping(self.reader.data.get("set"), ("set",)), ("set",)
+        )
+        self.labels = short_keys(list(self.grid))
+
+    def points(self, point_name: str | None, raw: Any, chosen: bool) -> list[Point]:
+        """The grid points of one named point (the only, unnamed one when ``None``); the runs
+        of ``chosen`` ones are loaded, so every chosen run is valid before any starts."""
+        reader = self.reader
+        ppath: KeyPath = ("points", point_name) if point_name is not None else ()
+        raw = reader.mapping(raw, ppath)
+        reader.check_keys(raw, POINT_KEYS, ppath)
+        recipes = _point_recipes(reader, raw, ppath, self.default_recipe)
+        point_set = reader.overrides(reader.mapping(raw.get("set"), (*ppath, "set")), ppath)
+        points = []
+        for combo in itertools.product(*self.grid.values()):
+            values = dict(zip(self.grid, combo, strict=True))
+            parts = [point_name] if point_name is not None else []
+            parts += [f"{self.labels[k]}={value_label(v)}" for k, v in values.items()]
+            label = " ".join(parts) or "default"
+            grid_overrides = [
+                Override(tuple(k.split(".")), v, reader.where(("grid", k, self.grid[k].index(v))))
+                for k, v in values.items()
+            ]
+            values_here = [*point_set, *grid_overrides]
+            runs = [
+                self.run(label, seed, recipe, len(recipes) > 1, values_here, chosen)
+                for seed in self.seeds
+                for recipe in recipes
+            ]
+            points.append(Point(label, values, tuple(runs)))
+        return points
+
+    def run(
+        self,
+        label: str,
+        seed: int,
+        recipe: Path,
+        merged: bool,
+        values: list[Override],
+        check: bool,
+    ) -> RunSpec:
+        """One run: the bench's values, the point's and the grid's, the seed, the command
+        line's; with ``check`` its recipe is loaded with them (an error names the line)."""
+        member = f"_{recipe.stem}" if merged else ""
+        overrides = (
+            *self.common,
+            *values,
+            Override(("train", "seed"), seed, self.reader.where(("seeds",))),
+            *self.command_line,
+        )
+        if check:
+            load_recipe(recipe, list(overrides))
+        key = run_key(recipe, overrides)
+        folder = f"{slug(label)}/s{seed}{member}"
+        return RunSpec(key, label, seed, str(recipe), overrides, folder)
 
 
 def _is_int(value: Any) -> bool:
@@ -320,7 +336,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _point_recipes(
-    reader: _Reader, raw: dict[str, Any], path: KeyPath, default: Path | None
+    reader: BenchReader, raw: dict[str, Any], path: KeyPath, default: Path | None
 ) -> list[Path]:
     """The recipes of a point: one, or a list whose runs' metrics merge (one task each)."""
     value = raw.get("recipe")
@@ -335,7 +351,7 @@ def _point_recipes(
     return [reader.recipe_path(value, (*path, "recipe"))]
 
 
-def _check_unique(reader: _Reader, points: list[Point]) -> None:
+def _check_unique(reader: BenchReader, points: list[Point]) -> None:
     seen: dict[str, str] = {}
     for point in points:
         for run in point.runs:
@@ -348,7 +364,7 @@ def _check_unique(reader: _Reader, points: list[Point]) -> None:
             seen[run.key] = run.point
 
 
-def _comparisons(reader: _Reader, raw: Any, names: list[str]) -> tuple[tuple[str, str], ...]:
+def _comparisons(reader: BenchReader, raw: Any, names: list[str]) -> tuple[tuple[str, str], ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
 
 from kdnlu.cli import run_guarded, setup_logging
 from kdnlu.datadir import glue_dir
+from kdnlu.options import add_options, build_options
 
 
 def _device(name: str):  # noqa: ANN202 - torch is imported late
@@ -21,13 +24,7 @@ def _corpus(args: argparse.Namespace) -> int:
     from kdnlu.hf import load_tokenizer
     from kdnlu.mlm.corpus import Masking, mask_corpus, task_sentences
 
-    masking = Masking(
-        max_length=args.max_length,
-        rate=args.rate,
-        mask_share=args.mask_share,
-        random_share=args.random_share,
-        seed=args.seed,
-    )
+    masking = build_options(Masking, args)
     data_root = args.data_root or glue_dir().path
     sentences, sources = task_sentences(args.tasks, data_root, args.split, args.limit)
     tokenizer = load_tokenizer(args.tokenizer)
@@ -45,46 +42,24 @@ def _head(args: argparse.Namespace) -> int:
     import numpy as np
 
     from kdnlu.mlm.corpus import MaskedCorpus
-    from kdnlu.mlm.models import fit_head, load_mlm, save_mlm
+    from kdnlu.mlm.models import HeadOptions, fit_head, load_mlm, save_mlm
 
+    options = build_options(HeadOptions, args)
     corpus = MaskedCorpus.load(args.corpus)
     mlm = load_mlm(args.checkpoint)
     if mlm.head_trained and not args.refit:
         print(f"{args.checkpoint} already has a trained MLM head; --refit fits a new one anyway")
         return 0
     mlm.model.to(_device(args.device))
-    losses = fit_head(
-        mlm,
-        corpus,
-        args.steps,
-        args.batch_size,
-        args.lr,
-        args.seed,
-        progress=not args.quiet,
-        train_layers=args.train_layers,
-        encoder_lr=args.encoder_lr,
-        remask=not args.fixed_masks,
-    )
+    fit = {k: v for k, v in asdict(options).items() if k != "fixed_masks"}
+    remask = not options.fixed_masks
+    losses = fit_head(mlm, corpus, **fit, progress=not args.quiet, remask=remask)
     span = max(1, min(20, len(losses) // 5))
     first, last = float(np.mean(losses[:span])), float(np.mean(losses[-span:]))
-    save_mlm(
-        mlm,
-        args.out,
-        {
-            "head": {
-                "from": mlm.source,
-                "steps": args.steps,
-                "batch_size": args.batch_size,
-                "lr": args.lr,
-                "train_layers": args.train_layers,
-                "encoder_lr": args.encoder_lr,
-                "remask": not args.fixed_masks,
-                "loss_first": first,
-                "loss_last": last,
-            }
-        },
-    )
-    print(f"{args.out}: MLM head fitted in {args.steps} steps (loss {first:.3f} -> {last:.3f})")
+    fit.pop("seed")
+    about = {"from": mlm.source, **fit, "remask": remask, "loss_first": first, "loss_last": last}
+    save_mlm(mlm, args.out, {"head": about})
+    print(f"{args.out}: MLM head fitted in {options.steps} steps (loss {first:.3f} -> {last:.3f})")
     return 0
 
 
@@ -92,8 +67,9 @@ def _teach(args: argparse.Namespace) -> int:
     setup_logging(args.quiet)
     from kdnlu.mlm.corpus import MaskedCorpus
     from kdnlu.mlm.models import ready_teacher
-    from kdnlu.mlm.teach import fidelity_markdown, teach_mlm
+    from kdnlu.mlm.teach import TeachMlmOptions, fidelity_markdown, teach_mlm
 
+    options = build_options(TeachMlmOptions, args)
     corpus = MaskedCorpus.load(args.corpus)
     teacher = ready_teacher(args.teacher)
     teacher.model.to(_device(args.device))
@@ -101,10 +77,10 @@ def _teach(args: argparse.Namespace) -> int:
         teacher,
         corpus,
         args.out,
-        args.top_k,
-        args.batch_size,
-        args.dtype,
-        args.shard_rows,
+        options.top_k,
+        options.batch_size,
+        options.dtype,
+        options.shard_rows,
         progress=not args.quiet,
     )
     print(fidelity_markdown(report))
@@ -117,19 +93,7 @@ def _distil(args: argparse.Namespace) -> int:
     from kdnlu.mlm.distil import DistilOptions, distil_mlm
     from kdnlu.mlm.models import ready_teacher
 
-    options = DistilOptions(
-        layers=tuple(args.layers),
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        warmup=args.warmup,
-        alpha=args.alpha,
-        holdout=args.holdout,
-        eval_every=args.eval_every,
-        checkpoint_every=args.checkpoint_every,
-        seed=args.seed,
-        backend=args.kernel,
-    )
+    options = build_options(DistilOptions, args)
     corpus = MaskedCorpus.load(args.corpus)
     teacher = ready_teacher(args.teacher)
     teacher.model.to(_device(args.device))
@@ -143,16 +107,27 @@ def _distil(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
+def _command(
+    sub: Any, name: str, help: str, func: Callable[[argparse.Namespace], int]
+) -> argparse.ArgumentParser:
+    """A subcommand with ``--quiet`` and ``--debug``, running ``func``."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    p.set_defaults(func=func)
+    return p
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
 
 def parser() -> argparse.ArgumentParser:
+    from kdnlu.mlm.corpus import Masking
+    from kdnlu.mlm.distil import DistilOptions
+    from kdnlu.mlm.models import HeadOptions
+    from kdnlu.mlm.teach import TeachMlmOptions
+
     main = argparse.ArgumentParser(
         prog="kdnlu-mlm",
         description="Vocabulary-level distillation of masked language models: mask a corpus, "
@@ -161,11 +136,7 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = main.add_subparsers(dest="command", required=True)
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--quiet", action="store_true", help="no progress bars")
-        p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-
-    p = sub.add_parser("corpus", help="mask the sentences of task training files once")
+    p = _command(sub, "corpus", "mask the sentences of task training files once", _corpus)
     p.add_argument("--tasks", nargs="+", required=True, help="task names (e.g. rte mrpc cola)")
     p.add_argument(
         "--data-root",
@@ -176,76 +147,30 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="train")
     p.add_argument("--limit", type=int, help="read at most this many rows per task")
     p.add_argument("--tokenizer", default="minilm", help="checkpoint folder, or minilm")
-    p.add_argument("--max-length", type=int, default=64)
-    p.add_argument("--rate", type=float, default=0.15, help="share of tokens masked")
-    p.add_argument("--mask-share", type=float, default=0.8)
-    p.add_argument("--random-share", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    common(p)
-    p.set_defaults(func=_corpus)
+    add_options(p, Masking)
 
-    p = sub.add_parser("head", help="fit an MLM output layer on a checkpoint that has none")
+    p = _command(sub, "head", "fit an MLM output layer on a checkpoint that has none", _head)
     p.add_argument("checkpoint", help="Hugging Face checkpoint folder, or minilm")
     p.add_argument("--corpus", required=True)
     p.add_argument("--out", required=True, help="new folder: the checkpoint with its head")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--train-layers",
-        type=int,
-        default=0,
-        help="also train the encoder's top N layers (default 0: encoder frozen)",
-    )
-    p.add_argument("--encoder-lr", type=float, default=1e-4, help="lr of those layers")
-    p.add_argument(
-        "--fixed-masks",
-        action="store_true",
-        help="train on the corpus's own masks every pass (default: mask afresh each pass)",
-    )
+    add_options(p, HeadOptions)
     p.add_argument("--refit", action="store_true", help="replace a head that is already trained")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    common(p)
-    p.set_defaults(func=_head)
+    _add_device(p)
 
-    p = sub.add_parser("teach", help="write the teacher's top-k stores and the fidelity report")
+    p = _command(sub, "teach", "write the teacher's top-k stores and the fidelity report", _teach)
     p.add_argument("teacher", help="MLM checkpoint with a trained head (see head)")
     p.add_argument("--corpus", required=True)
     p.add_argument("--out", required=True, help="folder: k<K>/ stores, fidelity.json/.md")
-    p.add_argument("--top-k", type=_ints, default=[1, 8, 32, 128], help="e.g. 1,8,32,128")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
-    p.add_argument("--shard-rows", type=int, default=65536)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    common(p)
-    p.set_defaults(func=_teach)
+    add_options(p, TeachMlmOptions)
+    _add_device(p)
 
-    p = sub.add_parser("distil", help="train a smaller student against a top-k store")
+    p = _command(sub, "distil", "train a smaller student against a top-k store", _distil)
     p.add_argument("teacher", help="the MLM checkpoint the student is cut from")
     p.add_argument("--corpus", required=True)
     p.add_argument("--store", required=True, help="a k<K> store folder written by teach")
     p.add_argument("--out", required=True, help="new folder: the student checkpoint")
-    p.add_argument("--layers", type=_ints, default=[0, 2, 4], help="teacher layers to keep")
-    p.add_argument("--steps", type=int, default=1000, help="0: cut only, a baseline")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--warmup", type=float, default=0.1)
-    p.add_argument("--alpha", type=float, default=0.0, help="weight of the gold-token loss")
-    p.add_argument("--holdout", type=int, default=50, help="every Nth sentence is held out")
-    p.add_argument("--eval-every", type=int, default=250)
-    p.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=250,
-        help="save the training state every N steps to OUT.partial.pt (0: never); the same "
-        "command resumes from it",
-    )
-    p.add_argument("--seed", type=int, default=13)
-    p.add_argument("--kernel", default="auto", choices=["auto", "triton", "apex", "torch"])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    common(p)
-    p.set_defaults(func=_distil)
+    add_options(p, DistilOptions)
+    _add_device(p)
     return main
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from kdnlu.errors import DataError, KdnluError
+from kdnlu.options import OptionError, option
 from kdnlu.rundir import atomic_write_text, staged_dir
 
 CORPUS_JSON = "corpus.json"
@@ -36,24 +37,27 @@ ARRAYS = ("input_ids", "lengths", "offsets", "positions", "targets")
 
 @dataclass(frozen=True)
 class Masking:
-    """How sentences are cut and masked."""
+    """How sentences are cut and masked (the options of ``kdnlu-mlm corpus``)."""
 
-    max_length: int = 64
-    rate: float = 0.15
-    mask_share: float = 0.8
-    random_share: float = 0.1
-    seed: int = 0
+    max_length: int = option(64, "tokens per sentence, at most")
+    rate: float = option(0.15, "share of tokens masked")
+    mask_share: float = option(0.8, "share of the masked tokens replaced by [MASK]")
+    random_share: float = option(0.1, "share of the masked tokens replaced by a random token")
+    seed: int = option(0, "seed of the masks")
 
     def __post_init__(self) -> None:
         if self.max_length < 3:
-            raise KdnluError(f"max_length must be at least 3 tokens, got {self.max_length}")
+            raise OptionError(
+                "max_length", f"max_length must be at least 3 tokens, got {self.max_length}"
+            )
         if not 0.0 < self.rate <= 1.0:
-            raise KdnluError(f"the masking rate must be in (0, 1], got {self.rate}")
+            raise OptionError("rate", f"the masking rate must be in (0, 1], got {self.rate}")
         shares = (self.mask_share, self.random_share)
         if min(shares) < 0 or sum(shares) > 1.0:
-            raise KdnluError(
+            raise OptionError(
+                "mask_share",
                 "mask_share and random_share must be >= 0 and add up to at most 1, got "
-                f"{self.mask_share} and {self.random_share}"
+                f"{self.mask_share} and {self.random_share}",
             )
 
 

@@ -25,11 +25,12 @@ import torch
 from tqdm.auto import tqdm
 
 from kdnlu.errors import KdnluError
-from kdnlu.kernels import BACKENDS, soft_cross_entropy
+from kdnlu.kernels import BACKENDS, Backend, soft_cross_entropy
 from kdnlu.mlm.corpus import MaskedCorpus
 from kdnlu.mlm.models import MlmModel, cut_student, save_mlm, sentence_batches, training_order
 from kdnlu.mlm.teach import check_store
 from kdnlu.optim import linear_schedule, make_optimizer
+from kdnlu.options import OptionError, option
 from kdnlu.resume import read_state_file, set_torch_generators, torch_generators
 from kdnlu.rundir import atomic_write
 from kdnlu.store import LogitStore
@@ -42,35 +43,44 @@ STATE_FORMAT = 1
 class DistilOptions:
     """How the student is made and trained; ``steps = 0`` only cuts it (a baseline)."""
 
-    layers: tuple[int, ...] = (0, 2, 4)
-    steps: int = 1000
-    batch_size: int = 32
-    lr: float = 1e-4
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    alpha: float = 0.0
-    holdout: int = 50
-    eval_every: int = 250
-    checkpoint_every: int = 250
-    seed: int = 13
-    backend: str = "auto"
+    layers: tuple[int, ...] = option((0, 2, 4), "teacher layers to keep", sep=",")
+    steps: int = option(1000, "training steps; 0: cut only, a baseline")
+    batch_size: int = option(32, "sentences per step")
+    lr: float = option(1e-4, "peak learning rate")
+    warmup: float = option(0.1, "share of the steps the learning rate warms up over")
+    weight_decay: float = option(0.01, "AdamW weight decay")
+    alpha: float = option(0.0, "weight of the gold-token loss")
+    holdout: int = option(50, "every Nth sentence is held out")
+    eval_every: int = option(250, "evaluate on the held-out sentences every N steps")
+    checkpoint_every: int = option(
+        250,
+        "save the training state every N steps to OUT.partial.pt (0: never); the same command "
+        "resumes from it",
+    )
+    seed: int = option(13, "seed of the sentence order")
+    backend: Backend = option("auto", "soft cross-entropy kernel", flag="--kernel")
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.batch_size < 1 or self.holdout < 2 or self.eval_every < 1:
-            raise KdnluError(
-                "steps must be >= 0, batch_size and eval_every >= 1 and holdout >= 2; got "
-                f"{self.steps}, {self.batch_size}, {self.eval_every}, {self.holdout}"
-            )
+        for name, least in (("steps", 0), ("batch_size", 1), ("eval_every", 1), ("holdout", 2)):
+            if getattr(self, name) < least:
+                raise OptionError(
+                    name,
+                    "steps must be >= 0, batch_size and eval_every >= 1 and holdout >= 2; got "
+                    f"{self.steps}, {self.batch_size}, {self.eval_every}, {self.holdout}",
+                )
         if not 0.0 <= self.alpha <= 1.0:
-            raise KdnluError(f"alpha must be in [0, 1], got {self.alpha}")
+            raise OptionError("alpha", f"alpha must be in [0, 1], got {self.alpha}")
         if self.checkpoint_every < 0:
-            raise KdnluError(
-                f"checkpoint_every must be >= 0 (0: never), got {self.checkpoint_every}"
+            raise OptionError(
+                "checkpoint_every",
+                f"checkpoint_every must be >= 0 (0: never), got {self.checkpoint_every}",
             )
         if self.lr <= 0:
-            raise KdnluError(f"lr must be > 0, got {self.lr}")
+            raise OptionError("lr", f"lr must be > 0, got {self.lr}")
         if self.backend not in BACKENDS:
-            raise KdnluError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+            raise OptionError(
+                "backend", f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}"
+            )
 
 
 def targets_of(store: LogitStore, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,15 +135,7 @@ def distil_mlm(
 ) -> dict[str, Any]:
     """Cut the student, train it against the store and save it to ``out``; returns the
     evaluations (held-out sentences) and the loss curve."""
-    store = LogitStore.open(store_dir)
-    check_store(store, corpus, Path(store_dir))
-    if Path(out).exists():
-        raise KdnluError(f"{out} already exists; choose a new folder")
-    if store.spec.classes != int(teacher.model.config.vocab_size):
-        raise KdnluError(
-            f"{store_dir} has {store.spec.classes} classes; the teacher's vocabulary has "
-            f"{teacher.model.config.vocab_size}"
-        )
+    store = open_checked_store(teacher, corpus, store_dir, out)
     torch.manual_seed(options.seed)
     student = cut_student(teacher, options.layers)
     everything = np.arange(corpus.sentences)
@@ -144,16 +146,7 @@ def distil_mlm(
     model = student.model
     optimizer = make_optimizer(model, "adamw", options.lr, options.weight_decay)
     schedule = linear_schedule(optimizer, max(options.steps, 1), options.warmup)
-    partial = partial_path(out)
-    key = json.dumps(
-        {
-            "store": store.spec.to_json(),
-            "corpus": corpus.fingerprint,
-            "teacher": teacher.source,
-            "options": {**asdict(options), "checkpoint_every": None},
-        },
-        sort_keys=True,
-    )
+    partial, key = partial_path(out), resume_key(teacher, corpus, store, options)
     done, losses, evals = 0, [], []
     if partial.is_file():
         done, losses, evals = _restore(partial, key, student, optimizer, schedule)
@@ -167,22 +160,7 @@ def distil_mlm(
     )
     batches = sentence_batches(order[done * options.batch_size :], options.batch_size, corpus)
     for step, batch in enumerate(batches, start=done + 1):
-        logits = student.masked_logits(batch)
-        ids, probs = targets_of(store, batch["rows"])
-        loss = soft_cross_entropy(
-            logits,
-            topk_ids=ids.to(logits.device),
-            topk_probs=probs.to(logits.device),
-            hard_labels=batch["targets"].to(logits.device),
-            alpha=options.alpha,
-            backend=options.backend,  # type: ignore[arg-type]
-        )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
+        losses.append(distil_step(student, store, batch, optimizer, schedule, options))
         bar.update()
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         if step % options.eval_every == 0 or step == options.steps:
@@ -203,6 +181,65 @@ def distil_mlm(
     save_mlm(student, out, {"teacher": teacher.source, "distillation": result})
     partial.unlink(missing_ok=True)
     return result
+
+
+def open_checked_store(
+    teacher: MlmModel, corpus: MaskedCorpus, store_dir: str | Path, out: str | Path
+) -> LogitStore:
+    """The top-k store, refused unless it was written for this corpus and teacher's
+    vocabulary, and ``out`` is new."""
+    store = LogitStore.open(store_dir)
+    check_store(store, corpus, Path(store_dir))
+    if Path(out).exists():
+        raise KdnluError(f"{out} already exists; choose a new folder")
+    if store.spec.classes != int(teacher.model.config.vocab_size):
+        raise KdnluError(
+            f"{store_dir} has {store.spec.classes} classes; the teacher's vocabulary has "
+            f"{teacher.model.config.vocab_size}"
+        )
+    return store
+
+
+def resume_key(
+    teacher: MlmModel, corpus: MaskedCorpus, store: LogitStore, options: DistilOptions
+) -> str:
+    """What a saved training state must have been made with to be resumed."""
+    return json.dumps(
+        {
+            "store": store.spec.to_json(),
+            "corpus": corpus.fingerprint,
+            "teacher": teacher.source,
+            "options": {**asdict(options), "checkpoint_every": None},
+        },
+        sort_keys=True,
+    )
+
+
+def distil_step(
+    student: MlmModel,
+    store: LogitStore,
+    batch: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+    schedule: Any,
+    options: DistilOptions,
+) -> float:
+    """One training step of the student on one batch; its loss."""
+    logits = student.masked_logits(batch)
+    ids, probs = targets_of(store, batch["rows"])
+    loss = soft_cross_entropy(
+        logits,
+        topk_ids=ids.to(logits.device),
+        topk_probs=probs.to(logits.device),
+        hard_labels=batch["targets"].to(logits.device),
+        alpha=options.alpha,
+        backend=options.backend,
+    )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(student.model.parameters(), 1.0)
+    optimizer.step()
+    schedule.step()
+    return loss.item()
 
 
 def partial_path(out: str | Path) -> Path:

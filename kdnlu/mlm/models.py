@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from kdnlu.errors import KdnluError
 from kdnlu.hf import encoder_blocks, keep_layers
 from kdnlu.mlm.corpus import MaskedCorpus, remasked
+from kdnlu.options import option
 from kdnlu.rundir import atomic_write_text, staged_dir
 
 MLM_JSON = "kdnlu_mlm.json"
@@ -116,17 +117,34 @@ def _blocks(model: nn.Module) -> nn.ModuleList:
     return owner.layer
 
 
+@dataclass(frozen=True)
+class HeadOptions:
+    """How an MLM head is fitted (the options of ``kdnlu-mlm head``; see ``fit_head``)."""
+
+    steps: int = option(300, "training steps")
+    batch_size: int = option(64, "sentences per step")
+    lr: float = option(1e-3, "learning rate of the head")
+    seed: int = option(0, "seed of the sentence order")
+    train_layers: int = option(
+        0, "also train the encoder's top N layers (0: the encoder stays frozen)"
+    )
+    encoder_lr: float = option(1e-4, "lr of those layers")
+    fixed_masks: bool = option(
+        False, "train on the corpus's own masks every pass (default: mask afresh each pass)"
+    )
+
+
 def fit_head(
     mlm: MlmModel,
     corpus: MaskedCorpus,
-    steps: int = 300,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    seed: int = 0,
+    steps: int = HeadOptions.steps,
+    batch_size: int = HeadOptions.batch_size,
+    lr: float = HeadOptions.lr,
+    seed: int = HeadOptions.seed,
     progress: bool = True,
-    train_layers: int = 0,
-    encoder_lr: float = 1e-4,
-    remask: bool = True,
+    train_layers: int = HeadOptions.train_layers,
+    encoder_lr: float = HeadOptions.encoder_lr,
+    remask: bool = not HeadOptions.fixed_masks,
 ) -> list[float]:
     """Train the MLM output head (transform and bias; the decoder stays tied to the frozen word
     embeddings) on the corpus's masked tokens; returns the loss per step.
@@ -139,8 +157,35 @@ def fit_head(
     about; without it every pass reuses the corpus's own masks.
     """
     model = mlm.model
-    head = _head(model)
-    blocks = _blocks(model)
+    torch.manual_seed(seed)
+    optimizer = head_optimizer(model, train_layers, lr, encoder_lr)
+    model.eval()  # no dropout
+    losses: list[float] = []
+    order = training_order(np.arange(corpus.sentences), steps, batch_size, seed)
+    bar = tqdm(total=steps, desc="fit MLM head", unit="step", disable=not progress)
+    source, source_epoch = corpus, -1
+    for step in range(steps):
+        epoch = step * batch_size // corpus.sentences
+        if remask and epoch != source_epoch:
+            source = remasked(corpus, mlm.tokenizer, corpus.masking.seed + 1 + epoch)
+            source_epoch = epoch
+        batch = source.batch(order[step * batch_size : (step + 1) * batch_size])
+        losses.append(head_step(mlm, optimizer, batch))
+        bar.update()
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    bar.close()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    mlm.head_trained = True
+    return losses
+
+
+def head_optimizer(
+    model: nn.Module, train_layers: int, lr: float, encoder_lr: float
+) -> torch.optim.Optimizer:
+    """AdamW over the head (not its tied decoder) and the encoder's top ``train_layers``
+    layers; every other weight is frozen."""
+    head, blocks = _head(model), _blocks(model)
     if not 0 <= train_layers <= len(blocks):
         raise KdnluError(
             f"train_layers must be between 0 and the model's {len(blocks)} layers, "
@@ -152,35 +197,20 @@ def fit_head(
     top = [p for block in list(blocks)[len(blocks) - train_layers :] for p in block.parameters()]
     for p in trainable + top:
         p.requires_grad_(True)
-    torch.manual_seed(seed)
     groups = [{"params": trainable, "lr": lr}]
     if top:
         groups.append({"params": top, "lr": encoder_lr})
-    optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
-    model.eval()  # no dropout
-    losses = []
-    order = training_order(np.arange(corpus.sentences), steps, batch_size, seed)
-    bar = tqdm(total=steps, desc="fit MLM head", unit="step", disable=not progress)
-    source, source_epoch = corpus, -1
-    for step in range(steps):
-        epoch = step * batch_size // corpus.sentences
-        if remask and epoch != source_epoch:
-            source = remasked(corpus, mlm.tokenizer, corpus.masking.seed + 1 + epoch)
-            source_epoch = epoch
-        batch = source.batch(order[step * batch_size : (step + 1) * batch_size])
-        logits = mlm.masked_logits(batch)
-        loss = nn.functional.cross_entropy(logits, batch["targets"].to(logits.device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        bar.update()
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    bar.close()
-    for p in model.parameters():
-        p.requires_grad_(True)
-    mlm.head_trained = True
-    return losses
+    return torch.optim.AdamW(groups, weight_decay=0.0)
+
+
+def head_step(mlm: MlmModel, optimizer: torch.optim.Optimizer, batch: dict[str, Any]) -> float:
+    """One step of the head on one batch of masked sentences; its loss."""
+    logits = mlm.masked_logits(batch)
+    loss = nn.functional.cross_entropy(logits, batch["targets"].to(logits.device))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
 
 
 def cut_student(teacher: MlmModel, layers: Sequence[int]) -> MlmModel:

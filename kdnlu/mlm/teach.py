@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ from kdnlu.errors import KdnluError
 from kdnlu.lock import lock_folder
 from kdnlu.mlm.corpus import MaskedCorpus
 from kdnlu.mlm.models import MlmModel, sentence_batches
+from kdnlu.options import option
 from kdnlu.rundir import atomic_write_text
 from kdnlu.store import LogitStore, StoreSpec, StoreWriter, file_sha256
 
@@ -89,14 +91,26 @@ def top_of(logits: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return values.exp().cpu().numpy(), ids.int().cpu().numpy(), plogp.cpu().numpy()
 
 
+@dataclass(frozen=True)
+class TeachMlmOptions:
+    """How the teacher's top-k stores are written (the options of ``kdnlu-mlm teach``)."""
+
+    top_k: tuple[int, ...] = option(
+        (1, 8, 32, 128), "the k of each store, e.g. 1,8,32,128", sep=","
+    )
+    batch_size: int = option(64, "sentences per forward pass")
+    dtype: Literal["float16", "float32"] = option("float16", "number type of the probabilities")
+    shard_rows: int = option(65536, "rows per shard file of a store")
+
+
 def teach_mlm(
     teacher: MlmModel,
     corpus: MaskedCorpus,
     out: str | Path,
-    ks: Sequence[int] = (1, 8, 32, 128),
-    batch_size: int = 64,
-    dtype: str = "float16",
-    shard_rows: int = 65536,
+    ks: Sequence[int] = TeachMlmOptions.top_k,
+    batch_size: int = TeachMlmOptions.batch_size,
+    dtype: str = TeachMlmOptions.dtype,
+    shard_rows: int = TeachMlmOptions.shard_rows,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Write the top-k stores of every k and the fidelity report; returns the report.
@@ -107,6 +121,15 @@ def teach_mlm(
     """
     with lock_folder(Path(out), "folder of MLM logit stores"):
         return _teach_mlm(teacher, corpus, Path(out), ks, batch_size, dtype, shard_rows, progress)
+
+
+@dataclass
+class FidelityTally:
+    """The fidelity sums of the rows taught so far, per k."""
+
+    sums: dict[int, dict[str, float]]
+    counted: int = 0
+    top1_hits: int = 0
 
 
 def _teach_mlm(
@@ -124,54 +147,18 @@ def _teach_mlm(
     if not ks or ks[0] < 1 or ks[-1] > vocab:
         raise KdnluError(f"top-k values must lie in 1..{vocab}, got {ks}")
     identity = teacher_identity(teacher)
-    writers = {
-        k: StoreWriter(
-            store_folder(out, k),
-            StoreSpec(
-                task="mlm",
-                split="corpus",
-                rows=corpus.rows,
-                classes=vocab,
-                teachers=(identity,),
-                fingerprint=corpus.fingerprint,
-                kind="topk",
-                dtype=dtype,
-                top_k=k,
-                shard_rows=shard_rows,
-            ),
-        )
-        for k in ks
-    }
+    writers = {k: topk_writer(out, k, corpus, vocab, identity, dtype, shard_rows) for k in ks}
     spec = writers[ks[0]].spec
     pending = sorted(set().union(*(w.pending for w in writers.values())))
-    sums = {k: dict.fromkeys(FIDELITY, 0.0) for k in ks}
-    counted, top1_hits = 0, 0
+    tally = FidelityTally({k: dict.fromkeys(FIDELITY, 0.0) for k in ks})
     report_path = out / "fidelity.json"
     old = json.loads(report_path.read_text()) if report_path.is_file() else None
-    model = teacher.model
-    model.eval()
+    teacher.model.eval()
     bar = tqdm(total=len(pending), desc="teach MLM", unit="shard", disable=not progress)
     for shard in pending:
-        rows = spec.shard_range(shard)
-        first = int(np.searchsorted(corpus.offsets, rows.start, side="right") - 1)
-        last = int(np.searchsorted(corpus.offsets, rows.stop, side="left"))
-        buffers: dict[int, list[dict[str, np.ndarray]]] = {k: [] for k in ks}
-        parts = []
-        for batch in sentence_batches(np.arange(first, last), batch_size, corpus):
-            keep = torch.from_numpy((batch["rows"] >= rows.start) & (batch["rows"] < rows.stop))
-            with torch.no_grad():
-                logits = teacher.masked_logits(batch)[keep.to(batch_device(teacher))]
-            top, ids, plogp = top_of(logits, ks[-1])
-            targets = batch["targets"][keep].numpy()
-            parts.append(targets)
-            top1_hits += int((ids[:, 0] == targets).sum())
-            counted += len(top)
-            for k in ks:
-                rest = np.clip(1.0 - top[:, :k].astype(np.float64).sum(1), 0.0, 1.0)
-                buffers[k].append({"topk_ids": ids[:, :k], "topk_probs": top[:, :k], "rest": rest})
-                for name, values in fidelity_terms(top, plogp, vocab, k).items():
-                    sums[k][name] += float(values.sum())
-        labels = np.concatenate(parts).astype(np.float32)
+        buffers, labels = teach_shard(
+            teacher, corpus, spec.shard_range(shard), ks, batch_size, tally
+        )
         for k, writer in writers.items():
             if shard in writer.pending:
                 arrays = {n: np.concatenate([b[n] for b in buffers[k]]) for n in buffers[k][0]}
@@ -179,20 +166,66 @@ def _teach_mlm(
         bar.update()
     bar.close()
     stores = {k: writer.finish() for k, writer in writers.items()}
-    if counted == 0 and old is not None:
+    if tally.counted == 0 and old is not None:
         return old  # every store was already finished: keep the report of the full pass
+    partial = bool(tally.counted and tally.counted < corpus.rows)
     report = fidelity_report(
-        stores,
-        sums,
-        counted,
-        top1_hits,
-        corpus,
-        identity,
-        partial=bool(counted and counted < corpus.rows),
+        stores, tally.sums, tally.counted, tally.top1_hits, corpus, identity, partial=partial
     )
     atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
     atomic_write_text(out / "fidelity.md", fidelity_markdown(report))
     return report
+
+
+def topk_writer(
+    out: Path, k: int, corpus: MaskedCorpus, vocab: int, identity: str, dtype: str, rows: int
+) -> StoreWriter:
+    """The writer of the top-``k`` store of the corpus (resuming one that was started)."""
+    spec = StoreSpec(
+        task="mlm",
+        split="corpus",
+        rows=corpus.rows,
+        classes=vocab,
+        teachers=(identity,),
+        fingerprint=corpus.fingerprint,
+        kind="topk",
+        dtype=dtype,
+        top_k=k,
+        shard_rows=rows,
+    )
+    return StoreWriter(store_folder(out, k), spec)
+
+
+def teach_shard(
+    teacher: MlmModel,
+    corpus: MaskedCorpus,
+    rows: range,
+    ks: Sequence[int],
+    batch_size: int,
+    tally: FidelityTally,
+) -> tuple[dict[int, list[dict[str, np.ndarray]]], np.ndarray]:
+    """The teacher's top-k arrays of one shard's rows (per k, one part per batch) and their
+    gold tokens; adds the rows' fidelity terms to ``tally``."""
+    first = int(np.searchsorted(corpus.offsets, rows.start, side="right") - 1)
+    last = int(np.searchsorted(corpus.offsets, rows.stop, side="left"))
+    buffers: dict[int, list[dict[str, np.ndarray]]] = {k: [] for k in ks}
+    vocab = int(teacher.model.config.vocab_size)
+    parts = []
+    for batch in sentence_batches(np.arange(first, last), batch_size, corpus):
+        keep = torch.from_numpy((batch["rows"] >= rows.start) & (batch["rows"] < rows.stop))
+        with torch.no_grad():
+            logits = teacher.masked_logits(batch)[keep.to(batch_device(teacher))]
+        top, ids, plogp = top_of(logits, ks[-1])
+        targets = batch["targets"][keep].numpy()
+        parts.append(targets)
+        tally.top1_hits += int((ids[:, 0] == targets).sum())
+        tally.counted += len(top)
+        for k in ks:
+            rest = np.clip(1.0 - top[:, :k].astype(np.float64).sum(1), 0.0, 1.0)
+            buffers[k].append({"topk_ids": ids[:, :k], "topk_probs": top[:, :k], "rest": rest})
+            for name, values in fidelity_terms(top, plogp, vocab, k).items():
+                tally.sums[k][name] += float(values.sum())
+    return buffers, np.concatenate(parts).astype(np.float32)
 
 
 def store_bytes(store: LogitStore) -> int:
