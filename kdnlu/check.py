@@ -7,7 +7,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from kdnlu.build import build_losses, build_model, check_best_metric, no_groups_error
+from kdnlu.build import (
+    build_losses,
+    build_model,
+    check_best_metric,
+    loss_target,
+    no_groups_error,
+)
 from kdnlu.data import (
     EncodedSplit,
     candidate_groups,
@@ -58,7 +64,7 @@ def check_task(recipe: Recipe, key: str, task: Task, model: MultiTaskModel) -> s
     for rows in read.values():  # a few rows of every split through the tokenizer
         encode_examples(key, tokenizer, rows[:SAMPLE_ROWS], max_length)
     loss = build_losses(recipe)[key]
-    if getattr(loss, "target", None) == "group":  # a step trains on whole candidate groups
+    if loss_target(spec.loss.name) == "group":  # a step trains on whole candidate groups
         step_rows = first_group(key, loss, read["train"])
     else:
         step_rows = read["train"][:SAMPLE_ROWS]
