@@ -113,26 +113,25 @@ def summary(entry: Any) -> str:
 
 
 def component_tables(kind: str) -> list[str]:
-    """One kind's components (name, description, config or facts), then each config's keys."""
+    """One kind's components (name, description, the facts they declare, config), then each
+    config's keys."""
     entries = _builtin(REGISTRIES[kind])
     facts = list(entries[0].facts) if entries and entries[0].facts else []
-    if facts:
-        rows = [
-            [f"`{e.name}`", summary(e), *(doc_value(e.facts[k]) for k in facts)] for e in entries
-        ]
-        return [f"### {kind}", "", *table(["name", "description", *facts], rows)]
     configs: dict[type, list[str]] = {}
     for e in entries:
         configs.setdefault(e.config, []).append(e.name)
+    has_keys = any(not _no_options(cls) for cls in configs)
     rows = [
         [
             f"`{e.name}`",
             summary(e),
-            "none" if _no_options(e.config) else f"`{e.config.__name__}`",
+            *(doc_value(e.facts[k]) for k in facts),
+            *(["none" if _no_options(e.config) else f"`{e.config.__name__}`"] if has_keys else []),
         ]
         for e in entries
     ]
-    lines = [f"### {kind}", "", *table(["name", "description", "keys"], rows)]
+    header = ["name", "description", *facts, *(["keys"] if has_keys else [])]
+    lines = [f"### {kind}", "", *table(header, rows)]
     for cls, names in configs.items():
         if not _no_options(cls):
             lines += ["", f"`{cls.__name__}` ({', '.join(names)}):", ""]
