@@ -20,9 +20,9 @@ from kdnlu.loop_state import LoopState
 
 @dataclass
 class Evaluation:
-    """The latest evaluation as the loop's own callbacks read it."""
+    """The latest evaluation as the loop's own callbacks read it (its metrics are
+    ``LoopState.metrics``)."""
 
-    metrics: dict[str, dict[str, float]]
     score: float | None  # train.best_metric's value; None without an evaluation split
     improved: bool
     epoch_loss: float | None  # the epoch's mean training loss at an end-of-epoch evaluation

@@ -28,12 +28,7 @@ from kdnlu.callbacks import TrainState
 from kdnlu.checkpoint import STATE, TRAINING_STATE, WEIGHTS, load_weights
 from kdnlu.data import EncodedSplit
 from kdnlu.errors import KdnluError
-from kdnlu.generators import (  # noqa: F401 (kdnlu.mlm reads the torch generators from here)
-    global_generators,
-    set_global_generators,
-    set_torch_generators,
-    torch_generators,
-)
+from kdnlu.generators import global_generators, set_global_generators
 from kdnlu.loop_state import LoopState
 from kdnlu.rundir import atomic_write_text, recover_swap, staged_dir
 

@@ -160,9 +160,12 @@ class Checkpointer(Callback):
         self.parts = parts
 
     def on_step_end(self, state: TrainState, task: str, loss: float) -> None:
-        every, cfg = self.parts.cfg.checkpoint_every, self.parts.cfg
-        evaluates = cfg.eval_every is not None and state.step % cfg.eval_every == 0
-        if every is not None and state.step % every == 0 and not evaluates:
+        every = self.parts.cfg.checkpoint_every  # an evaluation's own save covers its step
+        if (
+            every is not None
+            and state.step % every == 0
+            and not self.parts.evaluates_at(state.step)
+        ):
             self.save_last(state)
 
     def on_evaluate(self, state: TrainState, results: dict[str, dict[str, float]]) -> None:

@@ -72,6 +72,10 @@ class RunParts:
     def cfg(self) -> TrainConfig:
         return self.recipe.train
 
+    def evaluates_at(self, step: int) -> bool:
+        """Whether ``train.eval_every`` evaluates after ``step``."""
+        return self.cfg.eval_every is not None and step % self.cfg.eval_every == 0
+
 
 def build_parts(recipe: Recipe, world: World, device_choice: str) -> RunParts:
     """Build the model, data, losses and batches, then the optimizer for the whole run."""

@@ -208,7 +208,7 @@ class Loop:
         world, step = self.parts.world, self.state.step
         if world.distributed:
             stop = world.mean(float(stop), self.parts.device) > 0
-        evaluated = self.cfg.eval_every is not None and step % self.cfg.eval_every == 0
+        evaluated = self.parts.evaluates_at(step)
         if evaluated:
             self.evaluate_and_save(None)
         if stop:
@@ -238,7 +238,7 @@ class Loop:
         elif score is not None:
             loop.evaluations_without_improvement += 1
         loop.metrics = metrics
-        self.state.evaluation = Evaluation(metrics, score, improved, epoch_loss)
+        self.state.evaluation = Evaluation(score, improved, epoch_loss)
         for cb in [*self.reporting, *self.user, self.checkpointer]:
             cb.on_evaluate(self.state, metrics)
         world.broadcast(loop.should_stop)

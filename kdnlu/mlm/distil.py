@@ -25,13 +25,14 @@ import torch
 from tqdm.auto import tqdm
 
 from kdnlu.errors import KdnluError
+from kdnlu.generators import set_torch_generators, torch_generators
 from kdnlu.kernels import BACKENDS, Backend, soft_cross_entropy
 from kdnlu.mlm.corpus import MaskedCorpus
 from kdnlu.mlm.models import MlmModel, cut_student, save_mlm, sentence_batches, training_order
 from kdnlu.mlm.teach import check_store
 from kdnlu.optim import linear_schedule, make_optimizer
 from kdnlu.options import OptionError, option
-from kdnlu.resume import read_state_file, set_torch_generators, torch_generators
+from kdnlu.resume import read_state_file
 from kdnlu.rundir import atomic_write
 from kdnlu.store import LogitStore
 
