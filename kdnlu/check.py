@@ -27,7 +27,7 @@ from kdnlu.evaluation import label_dtype
 from kdnlu.loss import Loss
 from kdnlu.model import MultiTaskModel
 from kdnlu.plugin_code import about_task, failure
-from kdnlu.recipe import Recipe
+from kdnlu.recipe import Recipe, TaskSpec
 from kdnlu.task import Example, Task
 
 SAMPLE_ROWS = 4  # rows of each split encoded, and of train put through the model
@@ -76,8 +76,17 @@ def check_task(recipe: Recipe, key: str, task: Task, model: MultiTaskModel) -> s
     dev = sum(len(read[s][:limit] if limit else read[s]) for s in task.eval_splits if s in read)
     return (
         f"  {key}: {trained} train / {dev} dev rows, head {spec.head.name}, "
-        f"loss {spec.loss.name}, metrics {', '.join(task.metrics)}"
+        f"{describe_loss(spec)}, metrics {', '.join(task.metrics)}"
     )
+
+
+def describe_loss(spec: TaskSpec) -> str:
+    """``loss NAME``, or the task's objective term by term."""
+    if not spec.objective:
+        return f"loss {spec.loss.name}"
+    from kdnlu.objective import describe_term
+
+    return "objective " + " + ".join(describe_term(t) for t in spec.objective)
 
 
 def first_group(key: str, loss: Loss, examples: list[Example]) -> list[Example]:

@@ -55,9 +55,31 @@ def load_weights(folder: Path, model: nn.Module) -> None:
     is not safetensors (truncated, replaced) is a ``KdnluError`` naming it."""
     path = folder / WEIGHTS
     try:
+        restore_projections(path, model)
         load_model(model, str(path))
     except SafetensorError as exc:
         raise KdnluError(
             f"{path} is not a readable safetensors file (truncated or replaced?): "
             f"{short_reason(exc)}"
         ) from None
+
+
+def restore_projections(path: Path, model: nn.Module) -> None:
+    """Give ``model`` the learned projections of intermediate-layer distillation that the
+    weights at ``path`` hold and it lacks (a student loaded to predict or export), so a strict
+    load fits; they take no part in predictions."""
+    from safetensors import safe_open
+
+    projections = getattr(model, "projections", None)
+    if projections is None:
+        return
+    with safe_open(str(path), "pt") as fh:
+        shapes = {
+            name: fh.get_slice(name).get_shape()
+            for name in fh.keys()
+            if name.startswith("projections.") and name.endswith(".weight")
+        }
+    for name, (out_width, in_width) in shapes.items():
+        key = name.split(".")[1]
+        if key not in projections:
+            projections[key] = nn.Linear(in_width, out_width)

@@ -109,7 +109,8 @@ def describe_type(tp: Any) -> str:
     if origin is tuple:
         return f"list[{describe_type(typing.get_args(tp)[0])}]"
     if origin in (dict, Mapping):
-        return f"mapping[str, {describe_type(typing.get_args(tp)[1])}]"
+        key, value = typing.get_args(tp)
+        return f"mapping[{describe_type(key)}, {describe_type(value)}]"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -157,9 +158,12 @@ def coerce(tp: Any, value: Any, path: KeyPath, ctx: Context) -> Any:
             return tuple(coerce(item_type, v, (*path, i), ctx) for i, v in enumerate(value))
         raise ctx.error(path, f"{key}: expected a list, got {_got(value)}")
     if origin in (dict, Mapping):
-        value_type = typing.get_args(tp)[1]
+        key_type, value_type = typing.get_args(tp)
         if isinstance(value, dict):
-            return {k: coerce(value_type, v, (*path, k), ctx) for k, v in value.items()}
+            return {
+                _coerce_key(key_type, k, (*path, k), ctx): coerce(value_type, v, (*path, k), ctx)
+                for k, v in value.items()
+            }
         raise ctx.error(path, f"{key}: expected a mapping, got {_got(value)}")
     if dataclasses.is_dataclass(tp):
         return build_dataclass(tp, value, path, ctx)
@@ -187,6 +191,16 @@ def _coerce_bool(value: Any, path: KeyPath, ctx: Context) -> bool:
     if isinstance(value, bool):
         return value
     raise ctx.error(path, f"{format_key_path(path)}: expected true or false, got {_got(value)}")
+
+
+def _coerce_key(tp: Any, key: Any, path: KeyPath, ctx: Context) -> Any:
+    """A mapping key as ``tp``; YAML keys are read as text, so ``int`` keys are parsed."""
+    if tp is int and isinstance(key, str):
+        try:
+            return int(key)
+        except ValueError:
+            raise ctx.error(path, f"{format_key_path(path)}: expected an integer key") from None
+    return coerce(tp, key, path, ctx)
 
 
 def _coerce_int(value: Any, path: KeyPath, ctx: Context) -> int:
@@ -276,6 +290,11 @@ def build_dataclass(cls: type, raw: Any, path: KeyPath, ctx: Context) -> Any:
         value = coerce(tp, raw[f.name], (*path, f.name), ctx)
         if f.metadata.get("path") and isinstance(value, str):
             value = resolve_path(value, f.metadata.get("aliases", ()), ctx.where((*path, f.name)))
+        elif f.metadata.get("path") and isinstance(value, tuple):  # a list of paths
+            aliases = f.metadata.get("aliases", ())
+            value = tuple(
+                resolve_path(v, aliases, ctx.where((*path, f.name, i))) for i, v in enumerate(value)
+            )
         kwargs[f.name] = value
     try:
         return cls(**kwargs)

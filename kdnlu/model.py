@@ -15,6 +15,8 @@ class MultiTaskModel(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.heads = nn.ModuleDict(heads)
+        # learned maps of intermediate-layer distillation (kdnlu.objective), training only
+        self.projections = nn.ModuleDict()
 
     def forward(self, batch: Batch) -> torch.Tensor:
         hidden = self.encoder(batch.input_ids, batch.attention_mask, batch.token_type_ids)

@@ -28,7 +28,9 @@ from kdnlu.recipe_checks import (
     check_distill,
     check_loss_fits,
     check_task_metrics,
+    check_teacher_terms,
     lookup,
+    term_kind,
 )
 from kdnlu.recipe_files import COMPONENT_KEYS, Override, merged_recipe, parse_override, raw_recipe
 from kdnlu.registry import ENCODERS, HEADS, LOSSES, SAMPLERS, TASKS, Entry, Registry
@@ -37,6 +39,7 @@ from kdnlu.schema import (
     DEFAULT_SAMPLER,
     SECTION_KEYS,
     DistillConfig,
+    ObjectiveTermConfig,
     RecipeHeader,
     TaskOptions,
     TrainConfig,
@@ -50,6 +53,7 @@ __all__ = [
     "TOP_LEVEL_KEYS",
     "ComponentSpec",
     "DistillConfig",
+    "ObjectiveTerm",
     "Override",
     "Recipe",
     "TaskOptions",
@@ -76,6 +80,25 @@ class ComponentSpec:
 
 
 @dataclass(frozen=True)
+class ObjectiveTerm:
+    """One term of a task's objective: its settings, its loss, and what it compares (``kind``:
+    ``hard`` gold labels, ``teacher_score`` the teachers' mean score, ``soft`` the teachers'
+    distribution, ``hidden`` their hidden states)."""
+
+    config: ObjectiveTermConfig
+    loss: ComponentSpec
+    kind: str
+
+    @property
+    def name(self) -> str:
+        return self.config.name or self.loss.name
+
+    def to_dict(self) -> dict[str, Any]:
+        settings = {k: v for k, v in to_plain(self.config).items() if k != "loss"}
+        return {"loss": self.loss.name, **settings, **to_plain(self.loss.config)}
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """One task of a recipe: the task plugin, its head and loss, and the shared options."""
 
@@ -84,6 +107,7 @@ class TaskSpec:
     head: ComponentSpec
     loss: ComponentSpec
     options: TaskOptions = field(default_factory=TaskOptions)
+    objective: tuple[ObjectiveTerm, ...] = ()
 
     def build(self, data_root: str | None) -> Task:
         return TASKS.get(self.name).build(self.config, data_root=data_root)
@@ -95,6 +119,7 @@ class TaskSpec:
             **to_plain(self.config),
             "head": self.head.to_dict(),
             "loss": self.loss.to_dict(),
+            **({"objective": [t.to_dict() for t in self.objective]} if self.objective else {}),
         }
 
 
@@ -219,12 +244,13 @@ def _task(
     path: KeyPath = ("tasks", key)
     name, entry, raw = _named_entry(TASKS, raw, key, path, ctx, "expected a mapping")
     head_raw, loss_raw = raw.pop("head", None), raw.pop("loss", None)
+    objective_raw = raw.pop("objective", None)
     option_keys = [f.name for f, _ in config_fields(TaskOptions)]
     plugin_keys = [f.name for f, _ in config_fields(entry.config)]
     for k in raw:
         if k not in option_keys and k not in plugin_keys:
             raise unknown_key_error(
-                k, ["name", *option_keys, *plugin_keys, "head", "loss"], path, ctx
+                k, ["name", *option_keys, *plugin_keys, "head", "loss", "objective"], path, ctx
             )
     options = build_dataclass(
         TaskOptions, {k: v for k, v in raw.items() if k in option_keys}, path, ctx
@@ -252,9 +278,52 @@ def _task(
             raise _missing_file(key, file, data_root, path, ctx)
     head = _component(HEADS, *task_default(head_raw, task.default_head), (*path, "head"), ctx)
     loss = _component(LOSSES, *task_default(loss_raw, task.default_loss), (*path, "loss"), ctx)
-    check_loss_fits(key, task, loss, ctx)
+    check_loss_fits(key, task, loss.name, ctx)
     check_task_metrics(key, task, entry, ctx)
-    return TaskSpec(name=name, config=config, head=head, loss=loss, options=options)
+    objective = _objective(key, task, objective_raw, ctx)
+    return TaskSpec(name, config, head, loss, options, objective)
+
+
+def _objective(key: str, task: Task, raw: Any, ctx: Context) -> tuple[ObjectiveTerm, ...]:
+    """A task's ``objective:`` list: each term's settings and its loss, built and checked."""
+    path: KeyPath = ("tasks", key, "objective")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        raise ctx.error(path, f"tasks.{key}.objective: expected a list of terms, got {raw!r}")
+    term_keys = [f.name for f, _ in config_fields(ObjectiveTermConfig)]
+    terms = []
+    for i, item in enumerate(raw):
+        where: KeyPath = (*path, i)
+        if not isinstance(item, dict) or "loss" not in item:
+            raise ctx.error(
+                where,
+                f"tasks.{key}.objective[{i}]: expected a mapping with 'loss' (e.g. "
+                f"{{loss: cross_entropy, weight: 0.5}}), got {item!r}",
+            )
+        settings = build_dataclass(
+            ObjectiveTermConfig, {k: v for k, v in item.items() if k in term_keys}, where, ctx
+        )
+        loss_entry = lookup(LOSSES, str(settings.loss), (*where, "loss"), ctx)
+        loss_keys = [f.name for f, _ in config_fields(loss_entry.config)]
+        for k in item:
+            if k not in term_keys and k not in loss_keys:
+                raise unknown_key_error(k, [*term_keys, *loss_keys], where, ctx)
+        values = {k: v for k, v in item.items() if k not in term_keys}
+        loss = ComponentSpec(
+            str(settings.loss), build_dataclass(loss_entry.config, values, where, ctx)
+        )
+        kind = term_kind(key, task, settings, loss_entry.facts["target"], where, ctx)
+        terms.append(ObjectiveTerm(settings, loss, kind))
+    names = [t.name for t in terms]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ctx.error(
+                (*path, i),
+                f"tasks.{key}.objective[{i}]: a second term named '{name}'; give one of them "
+                "a `name:` (the name its value is logged under)",
+            )
+    return tuple(terms)
 
 
 @dataclass(frozen=True)
@@ -346,6 +415,7 @@ def _validate(
     if raw.get("distill") is not None:
         distill = build_dataclass(DistillConfig, raw["distill"], ("distill",), ctx)
         check_distill(distill, tasks, ctx, check_files)
+    check_teacher_terms(tasks, distill, ctx)
     return Recipe(
         name=header.name,
         encoder=encoder,

@@ -12,12 +12,12 @@ from kdnlu.errors import KdnluError, RegistryError
 from kdnlu.metrics import unknown_metric_message
 from kdnlu.plugin_code import failure
 from kdnlu.registry import LOSSES, METRICS, Entry, Registry
-from kdnlu.schema import DistillConfig
+from kdnlu.schema import DistillConfig, ObjectiveTermConfig
 from kdnlu.task import Task
 from kdnlu.yaml_source import KeyPath, format_key_path
 
 if TYPE_CHECKING:
-    from kdnlu.recipe import ComponentSpec, TaskSpec
+    from kdnlu.recipe import TaskSpec
 
 
 def lookup(registry: Registry, name: str, path: KeyPath, ctx: Context) -> Any:
@@ -81,29 +81,102 @@ TRAINABLE_TARGETS = {
     "group": "class labels of candidates grouped by their first text",
     "token": "one class label per word (token labelling)",
     "soft": "teacher probability distributions (it serves as distill.soft_loss)",
+    "hidden": "the teachers' hidden states (an objective term with layers)",
 }
+TEACHER_KINDS = ("soft", "teacher_score", "hidden")
 
 
-def check_loss_fits(key: str, task: Task, loss: ComponentSpec, ctx: Context) -> None:
-    """The loss must take the kind of label the task has."""
-    target = LOSSES.get(loss.name).facts["target"]
+def term_kind(
+    key: str, task: Task, term: ObjectiveTermConfig, target: str | None, path: KeyPath, ctx: Context
+) -> str:
+    """What an objective term compares the student with: ``hard`` (gold labels),
+    ``teacher_score`` (the teachers' mean score), ``soft`` (their distribution) or ``hidden``
+    (their hidden states); a term that does not fit its task is an error at ``path``."""
+    where = f"{format_key_path(path)} (loss '{term.loss}')"
+    teacherly = target in ("soft", "hidden")
+    targets = term.targets if term.targets != "auto" else ("teacher" if teacherly else "gold")
+    if teacherly and targets == "gold":
+        raise ctx.error(
+            path, f"{where}: a {target} loss learns from teachers; drop `targets: gold`"
+        )
+    for key in ("layers", "project"):
+        if getattr(term, key) is not None and target != "hidden":
+            raise ctx.error(
+                path, f"{where}: `{key}` is for hidden-state losses (kdnlu list losses)"
+            )
+    if target == "hidden":
+        if term.layers is None:
+            raise ctx.error(
+                path, f"{where}: give `layers`, student layer -> teacher layer, e.g. {{2: 4}}"
+            )
+        return "hidden"
+    if target == "soft":
+        if task.label_kind not in ("class", "group"):
+            hint = "; use {loss: mse, targets: teacher}" if task.label_kind == "score" else ""
+            raise ctx.error(
+                path,
+                f"{where}: a soft loss needs class outputs, but task '{task.name}' has "
+                f"{TRAINABLE_TARGETS[task.label_kind]}{hint}",
+            )
+        return "soft"
+    check_loss_fits(key, task, str(term.loss), ctx, (*path, "loss"))
+    if targets == "teacher":
+        if (target or task.label_kind) != "score":
+            raise ctx.error(
+                path,
+                f"{where}: `targets: teacher` takes a regression loss (the teachers' mean score); "
+                "class outputs learn from teachers through a soft loss (e.g. soft_cross_entropy)",
+            )
+        return "teacher_score"
+    return "hard"
+
+
+def check_teacher_terms(
+    tasks: dict[str, TaskSpec], distill: DistillConfig | None, ctx: Context
+) -> None:
+    """Terms that learn from teachers need ``distill.store``; a task in ``distill.tasks`` (the
+    shorthand) has no objective of its own."""
+    for key, spec in tasks.items():
+        if distill is not None and key in distill.tasks and spec.objective:
+            raise ctx.error(
+                ("distill", "tasks", distill.tasks.index(key)),
+                f"distill.tasks: task {key} has its own objective (tasks.{key}.objective); the "
+                "distill: shorthand would replace it. Leave it out of distill.tasks, or drop "
+                "the objective",
+            )
+        for i, term in enumerate(spec.objective):
+            if term.kind in TEACHER_KINDS and distill is None:
+                raise ctx.error(
+                    ("tasks", key, "objective", i),
+                    f"tasks.{key}.objective[{i}]: term '{term.name}' learns from teachers; say "
+                    "where their outputs are with distill: {store: FOLDER} (kdnlu-teach --out)",
+                )
+
+
+def check_loss_fits(
+    key: str, task: Task, loss_name: str, ctx: Context, at: KeyPath | None = None
+) -> None:
+    """The loss must take the kind of label the task has (``at``: where the loss is named,
+    ``tasks.K.loss`` unless given)."""
+    target = LOSSES.get(loss_name).facts["target"]
     wanted = task.label_kind
     if target is None or target == wanted:
         return
-    path: KeyPath = ("tasks", key, "loss", "name")
+    path: KeyPath = at or ("tasks", key, "loss", "name")
+    label = format_key_path(path[:-1]) if at else f"tasks.{key}.loss"
     if target == "group" and wanted == "class":
         assert task.label_names is not None
         if len(task.label_names) == 2:
             return
         raise ctx.error(
             path,
-            f"tasks.{key}.loss: loss '{loss.name}' ranks candidates into a right and a wrong "
+            f"{label}: loss '{loss_name}' ranks candidates into a right and a wrong "
             f"class, but task '{task.name}' has {len(task.label_names)} classes; a ranking "
             "loss needs a task with two",
         )
     raise ctx.error(
         path,
-        f"tasks.{key}.loss: loss '{loss.name}' takes "
+        f"{label}: loss '{loss_name}' takes "
         f"{TRAINABLE_TARGETS.get(target, target)}, but task '{task.name}' has "
         f"{TRAINABLE_TARGETS[wanted]}; use e.g. '{task.default_loss}'",
     )
@@ -126,8 +199,15 @@ def check_distill(
             f"distill.soft_loss: loss '{distill.soft_loss}' does not take soft targets; use "
             "e.g. soft_cross_entropy",
         )
+    for i, folder in enumerate(distill.online if check_files else ()):
+        if not (Path(folder) / "recipe.yaml").is_file():
+            raise ctx.error(
+                ("distill", "online", i),
+                f"distill.online: {folder} is not a kdnlu-train run directory (it has no "
+                "recipe.yaml)",
+            )
     store = Path(str(distill.store))
-    if check_files and not store.is_dir():
+    if check_files and distill.store is not None and not store.is_dir():
         raise ctx.error(
             ("distill", "store"),
             f"distill.store: {store} does not exist; write it with kdnlu-teach TEACHER_RUNS... "

@@ -21,6 +21,7 @@ from kdnlu.schema import (
     TASK_ENTRY_KEYS,
     DistillConfig,
     KeyDoc,
+    ObjectiveTermConfig,
     RecipeHeader,
     TaskOptions,
     TrainConfig,
@@ -46,7 +47,7 @@ def doc_type(tp: Any, is_path: bool = False) -> str:
     if origin is tuple:
         return f"list of {doc_type(args[0], is_path)}"
     if origin in (dict, Mapping):
-        return f"mapping of str to {doc_type(args[1])}"
+        return f"mapping of {doc_type(args[0])} to {doc_type(args[1])}"
     if tp is str and is_path:
         return "path"
     return describe_type(tp)
@@ -158,6 +159,7 @@ def reference_blocks() -> dict[str, list[str]]:
         "task keys": table(KEY_HEADER, key_rows(TASK_ENTRY_KEYS) + field_rows(TaskOptions)),
         "train": table(KEY_HEADER, field_rows(TrainConfig)),
         "distill": table(KEY_HEADER, field_rows(DistillConfig)),
+        "objective terms": table(KEY_HEADER, field_rows(ObjectiveTermConfig)),
         "components": components[:-1],
     }
 

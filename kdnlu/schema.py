@@ -186,7 +186,19 @@ class DistillConfig:
     store: str | None = path_field(
         None,
         help="the folder `kdnlu-teach --out` wrote; the store of task `K` is `<store>/K/train`",
-        shown_default="required",
+        shown_default="required without `online`",
+    )
+    online: tuple[str, ...] = path_field(
+        (),
+        help="teacher run directories to run inside each training step instead of reading a "
+        "store (online teachers: no disk, a teacher forward pass per step and teacher); soft, "
+        "teacher-score and hidden-state terms then read them",
+        shown_default="none",
+    )
+    hidden_tokens: Literal["cls", "all"] = doc_field(
+        "cls",
+        "with `online`: the positions hidden-state terms compare, [CLS] or every unpadded token "
+        "(a store says it itself)",
     )
     tasks: tuple[str, ...] = doc_field(
         (), "task keys to distil", shown_default="every task with a store"
@@ -215,8 +227,13 @@ class DistillConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.store is None:
-            raise FieldError("store", "is required: the folder kdnlu-teach wrote (--out)")
+        if self.store is None and not self.online:
+            raise FieldError(
+                "store",
+                "is required: the folder kdnlu-teach wrote (--out), or give `online` teachers",
+            )
+        if self.store is not None and self.online:
+            raise FieldError("online", "teachers come from a store or online, not both")
         if any(t < 1 for t in self.teachers) or len(set(self.teachers)) != len(self.teachers):
             raise FieldError(
                 "teachers",
@@ -241,6 +258,78 @@ class DistillConfig:
         if self.temperature_final is not None:
             temperature += (self.temperature_final - self.temperature) * progress
         return alpha, temperature
+
+
+@dataclass(frozen=True)
+class ObjectiveTermConfig:
+    """One term of a task's ``objective``: a registered loss, its weight (constant or a linear
+    ramp) and what the student is compared with (docs/distillation.md, "Objectives")."""
+
+    loss: str | None = doc_field(
+        None,
+        "a registered loss (`kdnlu list losses`); that loss's own config keys go beside these",
+        shown_default="required",
+    )
+    name: str | None = doc_field(
+        None,
+        "the name the term's value is logged under (`distill/<task>/<name>` in metrics.jsonl "
+        "and TensorBoard)",
+        shown_default="the loss name",
+    )
+    weight: float = doc_field(1.0, "the term's weight in the task's loss")
+    weight_final: float | None = doc_field(
+        None, "the weight moves linearly from `weight` to this by the last step"
+    )
+    targets: Literal["auto", "gold", "teacher"] = doc_field(
+        "auto",
+        "`gold` labels or the `teacher`s (from `distill.store`); `auto`: the teachers for a "
+        "soft or hidden-state loss, the gold labels for any other (a regression "
+        "loss with `teacher` learns the teachers' mean score)",
+    )
+    temperature: float = doc_field(1.0, "T of a soft loss (`T^2` scales it, as in distillation)")
+    temperature_final: float | None = doc_field(
+        None, "T moves linearly from `temperature` to this by the last step"
+    )
+    layers: dict[int, int] | None = doc_field(
+        None,
+        "hidden-state terms: student layer -> teacher layer, numbered as Hugging "
+        "Face numbers `hidden_states` (0: the embeddings, 1: the first layer's output), e.g. "
+        "`{1: 2, 2: 4, 3: 6}`; the term is the mean over these pairs",
+        shown_default="required for those terms",
+    )
+    project: bool | None = doc_field(
+        None,
+        "hidden-state terms: pass the student's states through a learned linear map to the "
+        "teachers' width (trained with the student, left out of exports); `false` refuses "
+        "teachers of another width",
+        shown_default="when the widths differ",
+    )
+
+    def __post_init__(self) -> None:
+        if self.loss is None:
+            raise FieldError("loss", "is required: the registered loss of this term")
+        for key in ("weight", "weight_final"):
+            value = getattr(self, key)
+            if value is not None and not value >= 0:
+                raise FieldError(key, f"must be >= 0, got {value}")
+        for key in ("temperature", "temperature_final"):
+            value = getattr(self, key)
+            if value is not None and not value > 0:
+                raise FieldError(key, f"must be > 0, got {value}")
+        if self.layers is not None:
+            if not self.layers:
+                raise FieldError("layers", "must map at least one student layer to a teacher's")
+            if min([*self.layers, *self.layers.values()]) < 0:
+                raise FieldError("layers", f"layer numbers start at 0, got {self.layers}")
+
+    def at(self, progress: float) -> tuple[float, float]:
+        """The weight and temperature after ``progress`` (0 to 1) of the run."""
+        weight, temperature = self.weight, self.temperature
+        if self.weight_final is not None:
+            weight += (self.weight_final - self.weight) * progress
+        if self.temperature_final is not None:
+            temperature += (self.temperature_final - self.temperature) * progress
+        return weight, temperature
 
 
 @dataclass(frozen=True)
@@ -338,4 +427,12 @@ TASK_ENTRY_KEYS = (
         "task head, fine-tuned with it)",
     ),
     KeyDoc("loss", "component", "the task's default (`cross_entropy`)", "training loss"),
+    KeyDoc(
+        "objective",
+        "list of terms",
+        "the task's loss",
+        "the task's loss as a weighted sum of registered losses (terms below); replaces "
+        "`loss` in training (which still decodes predictions) and the `distill:` shorthand "
+        "for this task",
+    ),
 )

@@ -60,6 +60,18 @@ class TeachOptions:
         "checkpoints (e.g. train 6, keep 3, as MT-DNN-KD did)",
         metavar="K",
     )
+    hidden_layers: tuple[int, ...] | None = option(
+        None,
+        "also store the teachers' mean hidden states at these layers (0: the embeddings) of "
+        "each task's training rows, in OUT/<task>/train-hidden, for hidden-state objective "
+        "terms",
+        metavar="N",
+    )
+    hidden_tokens: Literal["cls", "all"] = option(
+        "cls",
+        "with --hidden-layers: the [CLS] position only (small), or every token position (rows "
+        "x layers x max_length x width: check the size it prints first)",
+    )
 
 
 def teacher_identity(run: TrainedRun) -> str:
@@ -195,6 +207,25 @@ def teach(
                 _teach_split(
                     task_runs, task_identities, key, split, Path(out), options, device, progress
                 )
+            )
+        if options.hidden_layers:
+            from kdnlu.teach_hidden import teach_hidden
+
+            stores.append(
+                teach_hidden(
+                    task_runs,
+                    task_identities,
+                    key,
+                    _read(runs[0], key, "train"),
+                    Path(out),
+                    options.hidden_layers,
+                    options.hidden_tokens,
+                    options.dtype,
+                    options.shard_rows,
+                    options.batch_size,
+                    device,
+                    progress,
+                )  # fmt: skip
             )
     return stores
 

@@ -66,7 +66,7 @@ class RunParts:
     batches: TaskBatches
     resumable: Resumable
     total_steps: int = 0
-    callbacks: list[Callback] = field(default_factory=list)  # the distiller, when distilling
+    callbacks: list[Callback] = field(default_factory=list)  # the objective, when any
 
     @property
     def cfg(self) -> TrainConfig:
@@ -88,9 +88,14 @@ def build_parts(recipe: Recipe, world: World, device_choice: str) -> RunParts:
     tokenizer = model.encoder.tokenizer
     train_splits = {key: encode_split(recipe, tasks, tokenizer, "train", key) for key in tasks}
     eval_splits = encode_eval_splits(recipe, tasks, tokenizer)
+    losses = build_losses(recipe)
+    from kdnlu.distill import build_objective
+
+    # before the optimizer and the parallel wrapper: hidden terms add projections to the model
+    objective = build_objective(recipe, tasks, train_splits, losses, model, world.distributed)
+    callbacks: list[Callback] = [objective] if objective is not None else []
     model.to(device).train()
     net = _parallel(model, world, device, cfg.seed)
-    losses = build_losses(recipe)
     sampler = SAMPLERS.get(recipe.sampler.name).build(recipe.sampler.config)
     # separate streams: the task order must not change which rows form a task's batches
     schedule = TaskSchedule(sampler, random.Random(cfg.seed))
@@ -98,12 +103,6 @@ def build_parts(recipe: Recipe, world: World, device_choice: str) -> RunParts:
     batches = TaskBatches(
         train_splits, cfg.batch_size, cfg.length_bucketing, random.Random(cfg.seed + 1), groups
     )
-    callbacks: list[Callback] = []
-    if recipe.distill is not None:
-        from kdnlu.distill import Distiller, open_stores
-
-        stores = open_stores(recipe, tasks, train_splits, losses)
-        callbacks.append(Distiller(recipe, stores, losses))
     total_steps = _total_steps(recipe, schedule, batches)
     optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay)
     amp_dtype = amp_dtype_for(device, cfg.amp)

@@ -124,6 +124,8 @@ def _convert_mapping(
             continue
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
+        if isinstance(key, int) and not isinstance(key, bool):
+            key = str(key)  # a number key (a layer map's) is read as its text; configs type it
         if not isinstance(key, str):
             raise RecipeError(
                 f"{file}:{line}: key {key!r} at {format_key_path(path)} must be a string"

@@ -60,6 +60,10 @@ class HfEncoder(nn.Module):
         self.uses_token_types = int(getattr(model.config, "type_vocab_size", 0) or 0) > 1
         self.max_length = max_positions(model.config)
         self.folder = folder
+        # intermediate-layer distillation sets capture_hidden: each training forward then
+        # keeps its hidden states (embeddings first, as Hugging Face numbers them) in captured
+        self.capture_hidden = False
+        self.captured: tuple[torch.Tensor, ...] | None = None
 
     def pretrained_pooler(self) -> dict[str, torch.Tensor] | None:
         """The checkpoint's pooler (``weight`` and ``bias`` of its dense layer), if it has one."""
@@ -71,9 +75,31 @@ class HfEncoder(nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        types = token_type_ids if self.uses_token_types else None
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=types)
+        keep = self.capture_hidden and self.training
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids if self.uses_token_types else None,
+            output_hidden_states=keep,
+        )
+        self.captured = out.hidden_states if keep else None
         return out.last_hidden_state
+
+    def hidden_states(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
+        """Every layer's hidden states ``[B, T, H]``, the embeddings' first."""
+        types = token_type_ids if self.uses_token_types else None
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=types,
+            output_hidden_states=True,
+        )
+        return tuple(out.hidden_states)
 
 
 POOLER_SUFFIXES = ("pooler.dense.", "pooler.")  # BERT/RoBERTa/XLM-R style, then ALBERT's

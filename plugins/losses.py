@@ -9,6 +9,10 @@ Every loss is a ``Loss`` whose ``target`` says which labels it takes:
 | ``group`` | ``[B, 1]`` or ``[B]``, one score per candidate | class indices ``[B]``, in groups |
 | ``token`` | ``[B, L, C]`` | class indices ``[B, L]``, negative where unlabelled |
 | ``soft`` | ``[B, C]`` | probability distributions ``[B, C]`` (teacher soft targets) |
+| ``hidden`` | student hidden states ``[N, H]`` | the teachers' hidden states ``[N, H]`` |
+
+A ``hidden`` loss gets the rows of one layer pair: one row per example ([CLS]) or per unpadded
+token, the student's passed through the term's learned projection when the widths differ.
 
 A loss may also say how head outputs become class predictions (``decode``): the ranking loss
 scores candidates against each other, so its predictions depend on the candidate groups.
@@ -251,3 +255,35 @@ def soft_cross_entropy_loss(config: NoConfig) -> Loss:
         )
 
     return Loss("soft", soft_cross_entropy, from_teacher_logits=from_teacher_logits)
+
+
+def check_state_pair(student: torch.Tensor, teacher: torch.Tensor, loss: str) -> None:
+    if student.ndim != 2 or student.shape != teacher.shape:
+        raise ValueError(
+            f"{loss} expects student and teacher states [N, H] of one shape; got "
+            f"{shape_of(student)} and {shape_of(teacher)}"
+        )
+
+
+@LOSSES.register("hidden_mse", target="hidden")
+def hidden_mse(config: NoConfig) -> Loss:
+    """Mean squared error between student and teacher hidden states, mean over rows and
+    dimensions (TinyBERT's hidden-state loss)."""
+
+    def hidden_mse_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        check_state_pair(student, teacher, "hidden_mse")
+        return F.mse_loss(student, teacher.to(student.dtype))
+
+    return Loss("hidden", hidden_mse_loss)
+
+
+@LOSSES.register("hidden_cosine", target="hidden")
+def hidden_cosine(config: NoConfig) -> Loss:
+    """One minus the cosine similarity of student and teacher hidden states, mean over rows
+    (DistilBERT's cosine embedding loss): matches directions, not norms."""
+
+    def hidden_cosine_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        check_state_pair(student, teacher, "hidden_cosine")
+        return (1 - F.cosine_similarity(student, teacher.to(student.dtype), dim=-1)).mean()
+
+    return Loss("hidden", hidden_cosine_loss)

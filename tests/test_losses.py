@@ -230,8 +230,8 @@ def test_token_cross_entropy_checks_shapes() -> None:
 def test_loss_target_must_be_known() -> None:
     with pytest.raises(ValueError) as err:
         Loss("pairs", lambda z, y: z.sum())
-    assert (
-        str(err.value) == "loss target must be one of class, score, group, token, soft, got 'pairs'"
+    assert str(err.value) == (
+        "loss target must be one of class, score, group, token, soft, hidden, got 'pairs'"
     )
 
 

@@ -13,7 +13,7 @@ from kdnlu.schema import TaskOptions, TrainConfig
 
 TRAIN_KEYS = ", ".join(f.name for f in dataclasses.fields(TrainConfig)) + "."
 TASK_KEYS = ", ".join(["name", *(f.name for f in dataclasses.fields(TaskOptions)), "data"])
-TASK_KEYS += ", head, loss."
+TASK_KEYS += ", head, loss, objective."
 
 
 def error_of(path: Path, overrides: tuple[str, ...] = ()) -> str:

@@ -143,6 +143,8 @@ def loss_inputs(target: str) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.randn(6, 1, requires_grad=True), torch.tensor([0, 1, 1, 0, 0, 1])
     if target == "soft":
         return torch.randn(5, 3, requires_grad=True), torch.softmax(torch.randn(5, 3), -1)
+    if target == "hidden":  # student and teacher states [N, H]
+        return torch.randn(5, 8, requires_grad=True), torch.randn(5, 8)
     assert target == "token"
     labels = torch.tensor([[0, 2, 1, -100], [1, 1, -100, -100]])
     return torch.randn(2, 4, 3, requires_grad=True), labels
@@ -151,7 +153,7 @@ def loss_inputs(target: str) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("entry", list(LOSSES), ids=lambda e: e.name)
 def test_loss_contract(entry) -> None:
     loss_fn = entry.build()
-    assert loss_fn.target in ("class", "score", "group", "token", "soft")
+    assert loss_fn.target in ("class", "score", "group", "token", "soft", "hidden")
     logits, labels = loss_inputs(loss_fn.target)
     loss = loss_fn(logits, labels)
     assert loss.ndim == 0 and torch.isfinite(loss)

@@ -21,7 +21,10 @@ PROGRESS = "progress.json"
 DTYPES = ("float16", "float32")
 DENSE_FILES = ("logits",)
 TOPK_FILES = ("topk_ids", "topk_probs", "rest")
-StoreKind = Literal["dense", "topk"]
+HIDDEN_FILES = ("states",)
+HIDDEN_SPLIT = "train-hidden"  # a task's hidden store: <store>/<task>/train-hidden
+StoreKind = Literal["dense", "topk", "hidden"]
+HiddenTokens = Literal["cls", "all"]
 
 
 class StoreError(KdnluError):
@@ -55,12 +58,23 @@ class StoreSpec:
     dtype: str = "float16"
     top_k: int | None = None
     shard_rows: int = 65536
+    # hidden stores: the teachers' mean hidden states at these layers (Hugging Face numbering,
+    # 0 = embeddings), at the [CLS] position or every position of ``length`` tokens; ``classes``
+    # is the hidden width there
+    layers: tuple[int, ...] | None = None
+    tokens: HiddenTokens | None = None
+    length: int | None = None
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise StoreError(f"store dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.kind not in ("dense", "topk"):
-            raise StoreError(f"store kind must be dense or topk, got {self.kind!r}")
+        if self.kind not in ("dense", "topk", "hidden"):
+            raise StoreError(f"store kind must be dense, topk or hidden, got {self.kind!r}")
+        hidden = (self.layers, self.tokens)
+        if (self.kind == "hidden") != all(v is not None for v in hidden):
+            raise StoreError("layers and tokens are given for (and only for) hidden stores")
+        if self.kind == "hidden" and (self.tokens == "all") != (self.length is not None):
+            raise StoreError("length is given for (and only for) hidden stores of all tokens")
         if self.rows < 1 or self.classes < 1 or self.shard_rows < 1:
             raise StoreError(
                 f"a store needs rows, classes and shard_rows >= 1; got {self.rows}, "
@@ -88,6 +102,11 @@ class StoreSpec:
         """Array name -> (shape, dtype) of one shard's rows (of all rows for None)."""
         n = self.rows if shard is None else len(self.shard_range(shard))
         labels = {"labels": ((n,), "float32")}
+        if self.kind == "hidden":
+            assert self.layers is not None
+            positions = () if self.length is None else (self.length,)
+            shape = (n, len(self.layers), *positions, self.classes)
+            return {"states": (shape, self.dtype), **labels}
         if self.kind == "dense":
             return {"logits": ((n, len(self.teachers), self.classes), self.dtype), **labels}
         k = int(self.top_k or 0)
@@ -101,12 +120,19 @@ class StoreSpec:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["teachers"] = list(self.teachers)
+        for key in ("layers", "tokens", "length"):  # hidden stores' keys only
+            if data[key] is None:
+                del data[key]
+        if self.layers is not None:
+            data["layers"] = list(self.layers)
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StoreSpec:
         data = dict(data)
         data["teachers"] = tuple(data["teachers"])
+        if data.get("layers") is not None:
+            data["layers"] = tuple(data["layers"])
         return cls(**data)
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from kdnlu.store.reader import LogitStore, store_statistics
 
 
 def describe_store(store: LogitStore) -> str:
     """The header and statistics of one store, for ``kdnlu store inspect``."""
+    if store.spec.kind == "hidden":
+        return describe_hidden_store(store)
     spec, stats = store.spec, store_statistics(store)
     kind = f"top-{spec.top_k}" if spec.kind == "topk" else "dense"
     lines = [
@@ -41,4 +45,27 @@ def describe_store(store: LogitStore) -> str:
             f"  ensemble top-1 accuracy {pct(stats['ensemble_top1_accuracy'])}, mean mass "
             f"outside the top {spec.top_k} {stats['mean_mass_outside_top_k']:.4f}"
         )
+    return "\n".join(lines)
+
+
+def describe_hidden_store(store: LogitStore) -> str:
+    """The header of a hidden-state store and the size of the teachers' mean states."""
+    spec = store.spec
+    assert spec.layers is not None
+    where = "[CLS]" if spec.tokens == "cls" else f"all {spec.length} token positions"
+    states = store.states(range(min(spec.rows, 256)), spec.layers)
+    norms = ", ".join(
+        f"{layer}: {float(np.linalg.norm(states[:, i], axis=-1).mean()):.2f}"
+        for i, layer in enumerate(spec.layers)
+    )
+    lines = [
+        f"store: {store.folder}",
+        f"  task {spec.task}, split {spec.split}: {spec.rows} rows, the teachers' mean hidden "
+        f"states at layers {list(spec.layers)}, {where}, width {spec.classes}, {spec.dtype}, "
+        f"{spec.shards} shard(s)",
+        f"  examples fingerprint {spec.fingerprint[:16]}...",
+        f"  mean state norm by layer (first rows): {norms}",
+        "  teachers:",
+        *(f"    {i + 1}. {teacher}" for i, teacher in enumerate(spec.teachers)),
+    ]
     return "\n".join(lines)
