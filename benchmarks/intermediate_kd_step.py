@@ -2,6 +2,7 @@
 ([CLS] or every token) and from online teachers, against logit-only distillation.
 
     python benchmarks/intermediate_kd_step.py [--steps 30] [--rounds 2] [--teachers 3]
+        [--encoder minilm|tiny]
 
 Sets up, in a temporary folder, ``--teachers`` MiniLM-L6 teachers (one training step each on
 RTE: their speed, not their quality, matters here), their logit store and hidden stores at
@@ -36,6 +37,15 @@ from kdnlu.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = "{1: 2, 2: 4, 3: 6}"
+# teacher and student encoders: MiniLM-L6 and its layers 0, 2, 4; or tiny random BERTs of the
+# same depths (a quick check that the script runs)
+ENCODERS = {
+    "minilm": ("{name: hf, path: minilm}", "{name: hf, path: minilm, layers: [0, 2, 4]}"),
+    "tiny": (
+        "{name: tiny, layers: 6, hidden_size: 32, heads: 2, intermediate_size: 64}",
+        "{name: tiny, layers: 3, hidden_size: 32, heads: 2, intermediate_size: 64}",
+    ),
+}
 
 
 class StepClock(Callback):
@@ -62,9 +72,10 @@ HIDDEN_OBJECTIVE = (
 )
 
 
-def variants(data_root: str, tmp: Path, teachers: list[Path], steps: int) -> dict[str, str]:
+def variants(
+    data_root: str, tmp: Path, teachers: list[Path], steps: int, student: str
+) -> dict[str, str]:
     """The student recipe of each variant."""
-    student = "{name: hf, path: minilm, layers: [0, 2, 4]}"
     train_cfg = (
         f"{{batch_size: 32, epochs: 100, max_steps: {steps}, device: cpu, "
         "eval_each_epoch: false, eval_every: 100000}"
@@ -83,11 +94,11 @@ def variants(data_root: str, tmp: Path, teachers: list[Path], steps: int) -> dic
     }
 
 
-def build_teachers(data_root: str, tmp: Path, count: int) -> list[Path]:
+def build_teachers(data_root: str, tmp: Path, count: int, encoder: str) -> list[Path]:
     runs = []
     for seed in range(count):
         text = recipe_text(
-            f"teacher_{seed}", data_root, tmp, "{name: hf, path: minilm}",
+            f"teacher_{seed}", data_root, tmp, encoder,
             f"{{batch_size: 32, epochs: 1, max_steps: 1, device: cpu, seed: {seed}}}", "",
         )  # fmt: skip
         path = tmp / f"teacher_{seed}.yaml"
@@ -105,11 +116,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--teachers", type=int, default=3)
+    parser.add_argument("--encoder", default="minilm", choices=list(ENCODERS))
     args = parser.parse_args()
+    teacher, student = ENCODERS[args.encoder]
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        teachers = build_teachers(args.data_root, tmp, args.teachers)
-        texts = variants(args.data_root, tmp, teachers, args.steps)
+        teachers = build_teachers(args.data_root, tmp, args.teachers, teacher)
+        texts = variants(args.data_root, tmp, teachers, args.steps, student)
         times: dict[str, list[np.ndarray]] = {v: [] for v in texts}
         for _ in range(args.rounds):
             for variant, text in texts.items():
@@ -120,8 +133,8 @@ def main() -> None:
                 times[variant].append(np.diff(clock.times)[1:])
     base = np.concatenate(times["logit"])
     print(
-        f"3-layer MiniLM student, batch 32, RTE rows, {args.teachers} MiniLM-L6 teachers, "
-        f"{args.steps} steps x {args.rounds} rounds"
+        f"encoder {args.encoder}: 3-layer student, {args.teachers} 6-layer teachers, batch 32, "
+        f"RTE rows, {args.steps} steps x {args.rounds} rounds"
     )
     print("| variant | median step (s) | per-step ratio to logit KD (median, quartiles) |")
     print("| --- | --- | --- |")

@@ -38,7 +38,7 @@ from kdnlu.objective import (
 )
 from kdnlu.recipe import ObjectiveTerm, Recipe
 from kdnlu.recipe_checks import TEACHER_KINDS
-from kdnlu.store import HIDDEN_SPLIT, LogitStore, StoreError, fingerprint_examples
+from kdnlu.store import ATTENTION_SPLIT, HIDDEN_SPLIT, LogitStore, StoreError, fingerprint_examples
 from kdnlu.task import Task
 
 log = logging.getLogger("kdnlu.train")
@@ -118,10 +118,12 @@ def build_objective(
     kinds = {key: {t.kind for t in ts} for key, ts in terms.items()}
     logit_keys = [k for k, found in kinds.items() if found & {"soft", "teacher_score"}]
     hidden_keys = [k for k, found in kinds.items() if "hidden" in found]
-    if hidden_keys and distributed:
+    attention_keys = [k for k, found in kinds.items() if "attention" in found]
+    if (hidden_keys or attention_keys) and distributed:
         raise KdnluError(
-            f"tasks {', '.join(hidden_keys)}: hidden-state terms are not supported under "
-            "torchrun yet; train this student on one process"
+            f"tasks {', '.join(dict.fromkeys(hidden_keys + attention_keys))}: hidden-state and "
+            "attention terms are not supported under torchrun yet; train this student on one "
+            "process"
         )
     teachers = [t - 1 for t in config.teachers] if config is not None else []
     kernel = config.kernel if config is not None else "auto"
@@ -135,6 +137,10 @@ def build_objective(
         targets.logits = open_stores(recipe, tasks, splits, logit_keys) if logit_keys else {}
         targets.hidden = {
             k: open_hidden_store(recipe, tasks, k, model, terms[k]) for k in hidden_keys
+        }
+        targets.attention = {
+            k: open_hidden_store(recipe, tasks, k, model, terms[k], "attention")
+            for k in attention_keys
         }
         widths = {k: (s.spec.classes, f"in {s.folder}") for k, s in targets.hidden.items()}
     built = {}
@@ -182,15 +188,23 @@ def online_teachers(
                     f"{where}: its {key} head gives {their_width} output(s), the student's "
                     f"{ours_width}"
                 )
-    layers = sorted({n for ts in terms.values() for t in ts if t.kind == "hidden"
-                     for n in (t.config.layers or {}).values()})  # fmt: skip
+
+    def teacher_layers(kind: str) -> tuple[int, ...]:
+        found = {n for ts in terms.values() for t in ts if t.kind == kind
+                 for n in (t.config.layers or {}).values()}  # fmt: skip
+        return tuple(sorted(found))
+
     depth = int(runs[0].model.encoder.model.config.num_hidden_layers)  # type: ignore[union-attr]
-    device = next(model.parameters()).device
     for key, key_terms in terms.items():
-        available = list(range(depth + 1))
-        check_term_layers(key, key_terms, model, available, "the online teachers have layers")
-    tokens = config.hidden_tokens
-    return OnlineTeachers([run.model.to(device) for run in runs], tokens, tuple(layers))
+        where = "the online teachers have layers"
+        check_term_layers(key, key_terms, model, list(range(depth + 1)), where)
+        check_term_layers(key, key_terms, model, list(range(1, depth + 1)), where, "", "attention")
+        if any(t.kind == "attention" for t in key_terms):
+            heads = int(runs[0].model.encoder.model.config.num_attention_heads)  # type: ignore[union-attr]
+            check_heads(key, model, heads, "(online) have")
+    models = [run.model for run in runs]
+    layers, attention = teacher_layers("hidden"), teacher_layers("attention")
+    return OnlineTeachers(models, config.hidden_tokens, layers, attention)
 
 
 def check_term_layers(
@@ -200,13 +214,14 @@ def check_term_layers(
     available: Sequence[int],
     where: str,
     hint: str = "",
+    kind: str = "hidden",
 ) -> None:
     """Each hidden term's student layers must be the student's, its teacher layers among
     ``available`` (``where`` and ``hint`` word the error; ``{teacher}`` in the hint is the
     layer)."""
     depth = int(model.encoder.model.config.num_hidden_layers)  # type: ignore[union-attr]
     for term in terms:
-        if term.kind != "hidden":
+        if term.kind != kind:
             continue
         assert term.config.layers is not None
         for student, teacher in sorted(term.config.layers.items()):
@@ -254,35 +269,48 @@ def open_hidden_store(
     key: str,
     model: torch.nn.Module,
     terms: Sequence[ObjectiveTerm],
+    kind: str = "hidden",
 ) -> LogitStore:
-    """The teachers' hidden-state store of task ``key``, checked against the student's data,
-    its layers and the layers its terms name."""
+    """The teachers' hidden-state (or attention) store of task ``key``, checked against the
+    student's data, its layers (and heads) and the layers its terms name."""
     config = recipe.distill
     assert config is not None
     spec = recipe.tasks[key]
-    folder = Path(str(config.store)) / key / HIDDEN_SPLIT
+    split = ATTENTION_SPLIT if kind == "attention" else HIDDEN_SPLIT
+    folder = Path(str(config.store)) / key / split
     examples = tasks[key].read("train", on_bad_row=spec.options.on_bad_row)
     try:
         store = LogitStore.open(
             folder, fingerprint=fingerprint_examples(examples), rows=len(examples)
         )
     except StoreError as exc:
-        hint = " (kdnlu-teach --hidden-layers writes it)" if not folder.is_dir() else ""
+        hint = f" (kdnlu-teach --{kind}-layers writes it)" if not folder.is_dir() else ""
         raise KdnluError(f"tasks.{key}.objective: {exc}{hint}") from None
-    if store.spec.kind != "hidden":
-        raise KdnluError(
-            f"tasks.{key}.objective: {folder} is a {store.spec.kind} store, not hidden states"
-        )
+    if store.spec.kind != kind:
+        raise KdnluError(f"tasks.{key}.objective: {folder} is a {store.spec.kind} store")
     assert store.spec.layers is not None
-    if store.spec.tokens == "all" and store.spec.length != spec.options.max_length:
+    if store.spec.length is not None and store.spec.length != spec.options.max_length:
         raise KdnluError(
-            f"tasks.{key}.objective: {folder} holds the teachers' states of all "
+            f"tasks.{key}.objective: {folder} holds the teachers' {kind} over "
             f"{store.spec.length} token positions, but tasks.{key}.max_length is "
             f"{spec.options.max_length}; they must be equal so that positions line up"
         )
-    hint = "; write it with kdnlu-teach --hidden-layers covering {teacher}"
-    check_term_layers(key, terms, model, store.spec.layers, f"{folder} holds layers", hint)
+    if kind == "attention":
+        check_heads(key, model, store.spec.classes, f"in {folder}")
+    hint = f"; write it with kdnlu-teach --{kind}-layers covering {{teacher}}"
+    where = f"{folder} holds layers"
+    check_term_layers(key, terms, model, store.spec.layers, where, hint, kind)
     return store
+
+
+def check_heads(key: str, model: torch.nn.Module, heads: int, source: str) -> None:
+    """Attention terms compare head by head: the student needs the teachers' head count."""
+    ours = int(model.encoder.model.config.num_attention_heads)  # type: ignore[union-attr]
+    if ours != heads:
+        raise KdnluError(
+            f"tasks.{key}.objective: the student's layers have {ours} attention heads, the "
+            f"teachers' {source} {heads}; attention terms compare head by head"
+        )
 
 
 def open_stores(

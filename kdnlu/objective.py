@@ -20,7 +20,7 @@ What a term's value is depends on its kind (``kdnlu.recipe_checks.term_kind``):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -94,6 +94,7 @@ class TeacherTargets:
     teachers: list[int] | None = None
     kernel: str = "auto"
     online: OnlineTeachers | None = None
+    attention: dict[str, LogitStore] = field(default_factory=dict)
 
     def teacher_logits(self, batch: Batch) -> torch.Tensor:
         """Each teacher's outputs on the batch's rows, ``[B, teachers, C]``."""
@@ -119,6 +120,15 @@ class TeacherTargets:
         states = self.hidden[batch.task].states(batch.indices.numpy(), layers)
         return torch.from_numpy(states).to(batch.input_ids.device)
 
+    def attention_rows(self, batch: Batch, layers: list[int]) -> torch.Tensor:
+        """The teachers' mean attention at ``layers`` (from 1): ``[B, P, heads, T]`` of the
+        [CLS] query, or ``[B, P, heads, T, T]`` of every query (online, ``tokens: all``)."""
+        if self.online is not None:
+            maps = self.online.outputs(batch)[2]
+            return torch.stack([maps[n] for n in layers], 1)
+        rows = self.attention[batch.task].states(batch.indices.numpy(), layers)
+        return torch.from_numpy(rows).to(batch.input_ids.device)[..., : batch.input_ids.shape[1]]
+
     def tokens(self, key: str) -> str:
         """``cls`` or ``all``: the positions hidden-state terms of task ``key`` compare."""
         if self.online is not None:
@@ -126,37 +136,59 @@ class TeacherTargets:
         return str(self.hidden[key].spec.tokens)
 
 
+TeacherOutputs = tuple[torch.Tensor, dict[int, torch.Tensor], dict[int, torch.Tensor]]
+
+
 class OnlineTeachers:
     """Teacher models run on each training batch, without gradients: their outputs and mean
     hidden states at ``layers`` (all positions, or [CLS] with ``tokens: cls``), computed once
     per batch for every term that reads them."""
 
-    def __init__(self, models: list[nn.Module], tokens: str, layers: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        models: list[nn.Module],
+        tokens: str,
+        layers: tuple[int, ...],
+        attention_layers: tuple[int, ...] = (),
+    ) -> None:
         self.models, self.tokens, self.layers = models, tokens, layers
+        self.attention_layers = attention_layers
         self._batch: Batch | None = None
-        self._outputs: tuple[torch.Tensor, dict[int, torch.Tensor]] | None = None
+        self._outputs: TeacherOutputs | None = None
         for model in models:
             model.eval()
             model.requires_grad_(False)
 
+    def to(self, device: torch.device) -> None:
+        for model in self.models:
+            model.to(device)
+
     @torch.no_grad()
-    def outputs(self, batch: Batch) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    def outputs(self, batch: Batch) -> TeacherOutputs:
+        """Each teacher's logits ``[B, teachers, C]``, and their mean hidden states and
+        attention maps by layer."""
         if self._batch is batch and self._outputs is not None:
             return self._outputs
         logits, states = [], {n: [] for n in self.layers}
+        maps: dict[int, list[torch.Tensor]] = {n: [] for n in self.attention_layers}
         for model in self.models:
-            if not self.layers:
+            if not self.layers and not self.attention_layers:
                 logits.append(model(batch).float())
                 continue
             encoder = model.encoder  # type: ignore[union-attr]
-            hidden = encoder.hidden_states(
-                batch.input_ids, batch.attention_mask, batch.token_type_ids
-            )
+            hidden, attentions = encoder.layer_outputs(
+                batch.input_ids, batch.attention_mask, batch.token_type_ids,
+                bool(self.attention_layers),
+            )  # fmt: skip
             logits.append(model.heads[batch.task](hidden[-1], batch.attention_mask).float())  # type: ignore[index]
             for n in self.layers:
                 states[n].append(hidden[n][:, 0] if self.tokens == "cls" else hidden[n])
+            for n in self.attention_layers:
+                layer = attentions[n - 1]
+                maps[n].append(layer[:, :, 0] if self.tokens == "cls" else layer)
         mean = {n: torch.stack(s).float().mean(0) for n, s in states.items()}
-        self._batch, self._outputs = batch, (torch.stack(logits, 1), mean)
+        mean_maps = {n: torch.stack(m).float().mean(0) for n, m in maps.items()}
+        self._batch, self._outputs = batch, (torch.stack(logits, 1), mean, mean_maps)
         return self._outputs
 
 
@@ -178,8 +210,14 @@ class Objective(Callback):
 
     def on_train_start(self, state: TrainState, model: nn.Module) -> None:
         self.model = model
-        if any(t.term.kind == "hidden" for ts in self.terms.values() for t in ts):
+        if self.targets.online is not None:  # the teachers run where the student does
+            self.targets.online.to(next(model.parameters()).device)
+        kinds = {t.term.kind for ts in self.terms.values() for t in ts}
+        if "hidden" in kinds:
             model.encoder.capture_hidden = True  # type: ignore[union-attr]
+        if "attention" in kinds:  # probabilities that sum to one: no dropout on them
+            model.encoder.capture_attentions = True  # type: ignore[union-attr]
+            model.encoder.eager_attention(attention_dropout=False)  # type: ignore[union-attr]
 
     def on_loss(
         self, state: TrainState, batch: Batch, logits: torch.Tensor, loss: torch.Tensor
@@ -211,6 +249,8 @@ class Objective(Callback):
             return loss if built.same_as_task else built.loss(logits.float(), batch.labels)
         if kind == "hidden":
             return self.hidden_value(built, batch)
+        if kind == "attention":
+            return self.attention_value(built, batch)
         if kind == "teacher_score":
             return built.loss(logits.float(), self.targets.mean_scores(batch))
         teacher = self.targets.teacher_logits(batch)
@@ -242,6 +282,27 @@ class Objective(Callback):
             if project is not None:
                 student = project(student)
             values.append(built.loss(student, target))
+        return torch.stack(values).mean()
+
+    def attention_value(self, built: BuiltTerm, batch: Batch) -> torch.Tensor:
+        """The mean over the term's layer pairs of the attention loss: one row per head and
+        query ([CLS], or every unpadded query), a distribution over the keys."""
+        assert self.model is not None and built.term.config.layers is not None
+        captured = self.model.encoder.captured_attentions  # type: ignore[union-attr]
+        pairs = sorted(built.term.config.layers.items())
+        teacher = self.targets.attention_rows(batch, [t for _, t in pairs])
+        every_query = teacher.ndim == 5
+        mask = batch.attention_mask.bool()
+        values = []
+        for position, (layer, _) in enumerate(pairs):
+            student = captured[layer - 1].float()  # [B, heads, T, T]
+            target = teacher[:, position]
+            if every_query:  # rows of the unpadded queries: [N, heads, T]
+                student, target = student.transpose(1, 2)[mask], target.transpose(1, 2)[mask]
+            else:
+                student = student[:, :, 0]
+            width = student.shape[-1]
+            values.append(built.loss(student.reshape(-1, width), target.reshape(-1, width)))
         return torch.stack(values).mean()
 
 

@@ -82,8 +82,10 @@ TRAINABLE_TARGETS = {
     "token": "one class label per word (token labelling)",
     "soft": "teacher probability distributions (it serves as distill.soft_loss)",
     "hidden": "the teachers' hidden states (an objective term with layers)",
+    "attention": "the teachers' attention distributions (an objective term with layers)",
 }
-TEACHER_KINDS = ("soft", "teacher_score", "hidden")
+TEACHER_KINDS = ("soft", "teacher_score", "hidden", "attention")
+LAYER_KINDS = ("hidden", "attention")
 
 
 def term_kind(
@@ -93,23 +95,27 @@ def term_kind(
     ``teacher_score`` (the teachers' mean score), ``soft`` (their distribution) or ``hidden``
     (their hidden states); a term that does not fit its task is an error at ``path``."""
     where = f"{format_key_path(path)} (loss '{term.loss}')"
-    teacherly = target in ("soft", "hidden")
+    teacherly = target in ("soft", *LAYER_KINDS)
     targets = term.targets if term.targets != "auto" else ("teacher" if teacherly else "gold")
     if teacherly and targets == "gold":
         raise ctx.error(
             path, f"{where}: a {target} loss learns from teachers; drop `targets: gold`"
         )
-    for key in ("layers", "project"):
-        if getattr(term, key) is not None and target != "hidden":
+    for key, kinds in (("layers", LAYER_KINDS), ("project", ("hidden",))):
+        if getattr(term, key) is not None and target not in kinds:
             raise ctx.error(
-                path, f"{where}: `{key}` is for hidden-state losses (kdnlu list losses)"
+                path, f"{where}: `{key}` is for {' and '.join(kinds)} losses (kdnlu list losses)"
             )
-    if target == "hidden":
+    if target in LAYER_KINDS:
         if term.layers is None:
             raise ctx.error(
                 path, f"{where}: give `layers`, student layer -> teacher layer, e.g. {{2: 4}}"
             )
-        return "hidden"
+        if target == "attention" and 0 in [*term.layers, *term.layers.values()]:
+            raise ctx.error(
+                path, f"{where}: attention layers are numbered from 1 (the first layer's)"
+            )
+        return str(target)
     if target == "soft":
         if task.label_kind not in ("class", "group"):
             hint = "; use {loss: mse, targets: teacher}" if task.label_kind == "score" else ""

@@ -263,7 +263,7 @@ HEAD_FACTS = {
         choices=HEAD_LEVELS,
     ),
 }
-LOSS_TARGETS = ("class", "score", "group", "token", "soft", "hidden")
+LOSS_TARGETS = ("class", "score", "group", "token", "soft", "hidden", "attention")
 LOSS_FACTS = {
     "target": Fact(
         (str, type(None)),

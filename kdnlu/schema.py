@@ -192,12 +192,13 @@ class DistillConfig:
         (),
         help="teacher run directories to run inside each training step instead of reading a "
         "store (online teachers: no disk, a teacher forward pass per step and teacher); soft, "
-        "teacher-score and hidden-state terms then read them",
+        "teacher-score, hidden-state and attention terms then read them",
         shown_default="none",
     )
     hidden_tokens: Literal["cls", "all"] = doc_field(
         "cls",
-        "with `online`: the positions hidden-state terms compare, [CLS] or every unpadded token "
+        "with `online`: the positions hidden-state and attention terms compare, [CLS] or every "
+        "unpadded token "
         "(a store says it itself)",
     )
     tasks: tuple[str, ...] = doc_field(
@@ -283,7 +284,7 @@ class ObjectiveTermConfig:
     targets: Literal["auto", "gold", "teacher"] = doc_field(
         "auto",
         "`gold` labels or the `teacher`s (from `distill.store`); `auto`: the teachers for a "
-        "soft or hidden-state loss, the gold labels for any other (a regression "
+        "soft, hidden-state or attention loss, the gold labels for any other (a regression "
         "loss with `teacher` learns the teachers' mean score)",
     )
     temperature: float = doc_field(1.0, "T of a soft loss (`T^2` scales it, as in distillation)")
@@ -292,9 +293,9 @@ class ObjectiveTermConfig:
     )
     layers: dict[int, int] | None = doc_field(
         None,
-        "hidden-state terms: student layer -> teacher layer, numbered as Hugging "
-        "Face numbers `hidden_states` (0: the embeddings, 1: the first layer's output), e.g. "
-        "`{1: 2, 2: 4, 3: 6}`; the term is the mean over these pairs",
+        "hidden-state and attention terms: student layer -> teacher layer, numbered as "
+        "Hugging Face numbers `hidden_states` (0: the embeddings, 1: the first layer's output; "
+        "attention from 1), e.g. `{1: 2, 2: 4, 3: 6}`; the term is the mean over these pairs",
         shown_default="required for those terms",
     )
     project: bool | None = doc_field(

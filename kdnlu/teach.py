@@ -67,6 +67,12 @@ class TeachOptions:
         "terms",
         metavar="N",
     )
+    attention_layers: tuple[int, ...] | None = option(
+        None,
+        "also store the teachers' mean attention distributions of the [CLS] query at these "
+        "layers (1: the first), per head, in OUT/<task>/train-attention, for attention terms",
+        metavar="N",
+    )
     hidden_tokens: Literal["cls", "all"] = option(
         "cls",
         "with --hidden-layers: the [CLS] position only (small), or every token position (rows "
@@ -208,7 +214,10 @@ def teach(
                     task_runs, task_identities, key, split, Path(out), options, device, progress
                 )
             )
-        if options.hidden_layers:
+        layered = (("hidden", options.hidden_layers), ("attention", options.attention_layers))
+        for kind, layers in layered:
+            if not layers:
+                continue
             from kdnlu.teach_hidden import teach_hidden
 
             stores.append(
@@ -218,13 +227,14 @@ def teach(
                     key,
                     _read(runs[0], key, "train"),
                     Path(out),
-                    options.hidden_layers,
+                    layers,
                     options.hidden_tokens,
                     options.dtype,
                     options.shard_rows,
                     options.batch_size,
                     device,
                     progress,
+                    kind,
                 )  # fmt: skip
             )
     return stores

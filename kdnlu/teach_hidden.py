@@ -2,6 +2,8 @@
 --hidden-layers``): the mean over the teachers of each chosen layer's states on a task's
 training rows, at [CLS] or at every token position, written as a ``hidden`` store at
 ``OUT/<task>/train-hidden`` (memory-mapped, fp16 by default, resumable like a logit store).
+``--attention-layers`` writes the mean attention distributions of the [CLS] query over the
+key positions, per head, as an ``attention`` store at ``OUT/<task>/train-attention``.
 
 One mean, not one array per teacher: for an MSE (or KL) term the gradient against the mean of
 the teachers' states is the mean of the gradients against each, so the store is as many times
@@ -22,7 +24,14 @@ from kdnlu.data import encode_examples, iterate_batches
 from kdnlu.errors import KdnluError
 from kdnlu.evaluation import label_dtype
 from kdnlu.lock import lock_folder
-from kdnlu.store import HIDDEN_SPLIT, LogitStore, StoreSpec, StoreWriter, fingerprint_examples
+from kdnlu.store import (
+    ATTENTION_SPLIT,
+    HIDDEN_SPLIT,
+    LogitStore,
+    StoreSpec,
+    StoreWriter,
+    fingerprint_examples,
+)
 from kdnlu.task import Example
 from kdnlu.trained import TrainedRun
 
@@ -50,38 +59,48 @@ def hidden_spec(
     tokens: str,
     dtype: str,
     shard_rows: int,
+    kind: str = "hidden",
 ) -> StoreSpec:
-    """What the hidden store of ``key`` holds; the teachers must agree on depth and width."""
+    """What the hidden (or attention) store of ``key`` holds; the teachers must agree on
+    depth and width (and heads)."""
+    attention = kind == "attention"
+    flag = f"--{kind}-layers"
     depths = {teacher_depth(run) for run in runs}
-    widths = {int(run.model.encoder.hidden_size) for run in runs}
+    widths = {
+        int(run.model.encoder.model.config.num_attention_heads)
+        if attention
+        else int(run.model.encoder.hidden_size)
+        for run in runs
+    }
     if len(depths) != 1 or len(widths) != 1:
         raise KdnluError(
-            f"--hidden-layers: the teachers' encoders differ in depth {sorted(depths)} or "
-            f"width {sorted(widths)}; their states cannot be averaged"
+            f"{flag}: the teachers' encoders differ in depth {sorted(depths)} or "
+            f"{'heads' if attention else 'width'} {sorted(widths)}; they cannot be averaged"
         )
-    depth = depths.pop()
-    outside = [n for n in layers if not 0 <= n <= depth]
+    depth, first = depths.pop(), 1 if attention else 0
+    outside = [n for n in layers if not first <= n <= depth]
     if outside or len(set(layers)) != len(layers):
+        lowest = "1 (the first layer)" if attention else "0 (the embeddings)"
         raise KdnluError(
-            f"--hidden-layers {list(layers)}: give distinct layers from 0 (the embeddings) to "
-            f"{depth} (the teachers' last layer)"
+            f"{flag} {list(layers)}: give distinct layers from {lowest} to {depth} (the "
+            "teachers' last layer)"
         )
     lengths = {run.recipe.tasks[key].options.max_length for run in runs}
-    if tokens == "all" and len(lengths) != 1:
+    if (tokens == "all" or attention) and len(lengths) != 1:
         raise KdnluError(f"the teachers tokenise {key} to different max_lengths {sorted(lengths)}")
     return StoreSpec(
         task=key,
-        split=HIDDEN_SPLIT,
+        split=ATTENTION_SPLIT if attention else HIDDEN_SPLIT,
         rows=len(examples),
         classes=widths.pop(),
         teachers=identities,
         fingerprint=fingerprint_examples(examples),
-        kind="hidden",
+        kind="attention" if attention else "hidden",
         dtype=dtype,
         shard_rows=shard_rows,
         layers=tuple(layers),
-        tokens=tokens,  # type: ignore[arg-type]
-        length=lengths.pop() if tokens == "all" else None,
+        tokens="cls" if attention else tokens,  # type: ignore[arg-type]
+        length=lengths.pop() if tokens == "all" or attention else None,
     )
 
 
@@ -106,20 +125,23 @@ def teach_hidden(
     batch_size: int,
     device: torch.device,
     progress: bool,
+    kind: str = "hidden",
 ) -> LogitStore:
-    """Write (or finish) the hidden store of task ``key``'s training rows."""
-    spec = hidden_spec(runs, identities, key, examples, layers, tokens, dtype, shard_rows)
-    folder = out / key / HIDDEN_SPLIT
+    """Write (or finish) the hidden (or attention) store of task ``key``'s training rows."""
+    spec = hidden_spec(runs, identities, key, examples, layers, tokens, dtype, shard_rows, kind)
+    folder = out / key / spec.split
     size = store_bytes(spec)
+    where = "[CLS]" if spec.tokens == "cls" else "all tokens"
+    what = "attention of the [CLS] query" if kind == "attention" else f"hidden states ({where})"
     log.info(
-        "%s: the teachers' mean hidden states of %d rows at layers %s (%s), %.1f MB",
-        folder, spec.rows, list(layers), "[CLS]" if tokens == "cls" else "all tokens", size / 1e6,
+        "%s: the teachers' mean %s of %d rows at layers %s, %.1f MB",
+        folder, what, spec.rows, list(layers), size / 1e6,
     )  # fmt: skip
-    with lock_folder(folder, "hidden store"):
+    with lock_folder(folder, f"{kind} store"):
         try:
             writer = StoreWriter(folder, spec)
             bar = tqdm(
-                total=len(writer.pending), desc=f"{key}/hidden", unit="shard", disable=not progress
+                total=len(writer.pending), desc=f"{key}/{kind}", unit="shard", disable=not progress
             )
             for shard in writer.pending:
                 rows = spec.shard_range(shard)
@@ -137,7 +159,7 @@ def teach_hidden(
             return writer.finish()
         except OSError as exc:
             raise KdnluError(
-                f"cannot write hidden store {folder} ({exc.strerror or exc}); the shards "
+                f"cannot write {kind} store {folder} ({exc.strerror or exc}); the shards "
                 "written so far are kept. Free disk space, then run the same kdnlu-teach "
                 "command again to finish it"
             ) from None
@@ -152,17 +174,25 @@ def _states(
     batch_size: int,
     device: torch.device,
 ) -> np.ndarray:
-    """One teacher's states of the rows: ``[rows, layers, H]`` or ``[rows, layers, T, H]``."""
+    """One teacher's states of the rows: ``[rows, layers, H]`` or ``[rows, layers, T, H]``;
+    of an attention store, ``[rows, layers, heads, T]``."""
     assert spec.layers is not None
     encoder = run.model.encoder
     encoder.eval()
     options = run.recipe.tasks[key].options
     split = encode_examples(key, encoder.tokenizer, examples, options.max_length)
-    positions = () if spec.length is None else (spec.length,)
-    out = np.zeros((len(examples), len(spec.layers), *positions, spec.classes), np.float32)
+    shape = spec.shard_shapes(None)["states"][0][1:]
+    out = np.zeros((len(examples), *shape), np.float32)
+    attention = spec.kind == "attention"
     for batch in iterate_batches(split, batch_size, label_dtype(run.tasks[key])):
         batch = batch.to(device)
-        hidden = encoder.hidden_states(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        hidden, maps = encoder.layer_outputs(
+            batch.input_ids, batch.attention_mask, batch.token_type_ids, attention
+        )
+        if attention:  # the [CLS] query's row of each head: [B, P, heads, T]
+            chosen = torch.stack([maps[n - 1][:, :, 0] for n in spec.layers], 1).float()
+            out[batch.indices.numpy(), :, :, : chosen.shape[-1]] = chosen.cpu().numpy()
+            continue
         chosen = torch.stack([hidden[n] for n in spec.layers], 1).float()  # [B, P, T, H]
         rows = batch.indices.numpy()
         if spec.tokens == "cls":

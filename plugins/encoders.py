@@ -64,6 +64,9 @@ class HfEncoder(nn.Module):
         # keeps its hidden states (embeddings first, as Hugging Face numbers them) in captured
         self.capture_hidden = False
         self.captured: tuple[torch.Tensor, ...] | None = None
+        # attention-distribution distillation sets capture_attentions (and eager attention)
+        self.capture_attentions = False
+        self.captured_attentions: tuple[torch.Tensor, ...] | None = None
 
     def pretrained_pooler(self) -> dict[str, torch.Tensor] | None:
         """The checkpoint's pooler (``weight`` and ``bias`` of its dense layer), if it has one."""
@@ -76,14 +79,52 @@ class HfEncoder(nn.Module):
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         keep = self.capture_hidden and self.training
+        keep_attentions = self.capture_attentions and self.training
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids if self.uses_token_types else None,
             output_hidden_states=keep,
+            **({"output_attentions": True} if keep_attentions else {}),
         )
         self.captured = out.hidden_states if keep else None
+        self.captured_attentions = out.attentions if keep_attentions else None
         return out.last_hidden_state
+
+    def eager_attention(self, attention_dropout: bool = True) -> int:
+        """Compute attention in plain torch, the one implementation that returns the attention
+        probabilities (fused kernels do not); ``attention_dropout=False`` also turns off the
+        dropout on those probabilities in BERT-style self-attention modules, so that what is
+        returned sums to one over the keys. Returns how many modules had it turned off."""
+        self.model.set_attn_implementation("eager")
+        changed = 0
+        for module in self.model.modules() if not attention_dropout else ():
+            dropout = getattr(module, "dropout", None)
+            if type(module).__name__.endswith("SelfAttention") and isinstance(dropout, nn.Dropout):
+                dropout.p = 0.0
+                changed += 1
+        return changed
+
+    def layer_outputs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attentions: bool = False,
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """Every layer's hidden states ``[B, T, H]`` (the embeddings' first) and, with
+        ``attentions``, every layer's attention probabilities ``[B, heads, T, T]`` (the model
+        switches to eager attention for them)."""
+        if attentions:
+            self.eager_attention()
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids if self.uses_token_types else None,
+            output_hidden_states=True,
+            **({"output_attentions": True} if attentions else {}),
+        )
+        return tuple(out.hidden_states), tuple(out.attentions) if attentions else ()
 
     def hidden_states(
         self,
@@ -92,14 +133,7 @@ class HfEncoder(nn.Module):
         token_type_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """Every layer's hidden states ``[B, T, H]``, the embeddings' first."""
-        types = token_type_ids if self.uses_token_types else None
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=types,
-            output_hidden_states=True,
-        )
-        return tuple(out.hidden_states)
+        return self.layer_outputs(input_ids, attention_mask, token_type_ids)[0]
 
 
 POOLER_SUFFIXES = ("pooler.dense.", "pooler.")  # BERT/RoBERTa/XLM-R style, then ALBERT's

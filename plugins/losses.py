@@ -10,9 +10,12 @@ Every loss is a ``Loss`` whose ``target`` says which labels it takes:
 | ``token`` | ``[B, L, C]`` | class indices ``[B, L]``, negative where unlabelled |
 | ``soft`` | ``[B, C]`` | probability distributions ``[B, C]`` (teacher soft targets) |
 | ``hidden`` | student hidden states ``[N, H]`` | the teachers' hidden states ``[N, H]`` |
+| ``attention`` | student attention rows ``[N, K]`` | the teachers' attention rows ``[N, K]`` |
 
 A ``hidden`` loss gets the rows of one layer pair: one row per example ([CLS]) or per unpadded
-token, the student's passed through the term's learned projection when the widths differ.
+token, the student's passed through the term's learned projection when the widths differ. An
+``attention`` loss gets attention distributions over K key positions, one row per head and
+query ([CLS], or every unpadded query).
 
 A loss may also say how head outputs become class predictions (``decode``): the ranking loss
 scores candidates against each other, so its predictions depend on the candidate groups.
@@ -287,3 +290,18 @@ def hidden_cosine(config: NoConfig) -> Loss:
         return (1 - F.cosine_similarity(student, teacher.to(student.dtype), dim=-1)).mean()
 
     return Loss("hidden", hidden_cosine_loss)
+
+
+@LOSSES.register("attention_kl", target="attention")
+def attention_kl(config: NoConfig) -> Loss:
+    """KL(teacher || student) of attention distributions over the keys, mean over rows (one
+    row per head and query; MiniLM's attention transfer)."""
+
+    def attention_kl_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        check_state_pair(student, teacher, "attention_kl")
+        teacher = teacher.to(student.dtype)
+        log_student = torch.log(student.clamp_min(1e-12))
+        kl = torch.xlogy(teacher, teacher) - teacher * log_student
+        return kl.sum(-1).mean()
+
+    return Loss("attention", attention_kl_loss)

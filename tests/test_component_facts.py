@@ -38,6 +38,7 @@ def test_built_in_facts() -> None:
         "soft_cross_entropy": "soft",
         "hidden_mse": "hidden",
         "hidden_cosine": "hidden",
+        "attention_kl": "attention",
         "token_cross_entropy": "token",
     }
     assert {e.name: e.facts["level"] for e in built_in(HEADS)} == {
@@ -93,7 +94,8 @@ def test_facts_are_checked_at_registration() -> None:
     with pytest.raises(RegistryError) as err:
         reg.register("x", target="groups")(lambda config: None)
     assert str(err.value) == (
-        "loss 'x': target takes one of class, score, group, token, soft, hidden; got 'groups'"
+        "loss 'x': target takes one of class, score, group, token, soft, hidden, attention; "
+        "got 'groups'"
     )
     reg = Registry("head", "heads", facts=HEADS.facts)
     with pytest.raises(RegistryError, match="head 'y': level takes one of sequence, token"):

@@ -73,7 +73,10 @@ def hidden_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
               progress=False).run_dir
         for s in (1, 2)
     ]  # fmt: skip
-    options = TeachOptions(splits=("train",), dtype="float32", hidden_layers=(0, 2), shard_rows=128)
+    options = TeachOptions(
+        splits=("train",), dtype="float32", hidden_layers=(0, 2), attention_layers=(1, 2),
+        shard_rows=128,
+    )  # fmt: skip
     teach(runs, root / "store", options=options, progress=False)
     (root / "runs.json").write_text(json.dumps([str(r) for r in runs]))
     return root
@@ -297,3 +300,112 @@ def test_online_teachers_must_have_the_students_tasks(hidden_store: Path, tmp_pa
     with pytest.raises(KdnluError) as err:
         train(recipe, progress=False)
     assert str(err.value) == f"distill.online: teacher {runs[0]} has no task mrpc (rte)"
+
+
+ATTENTION_TERM = "      - {loss: attention_kl, weight: 1.0, layers: {1: 2}}\n"
+
+
+def with_attention(text: str) -> str:
+    return text.replace("train: {lr", ATTENTION_TERM + "train: {lr")
+
+
+def test_attention_kl_matches_a_hand_computed_value() -> None:
+    student = torch.tensor([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
+    teacher = torch.tensor([[0.25, 0.75, 0.0], [0.2, 0.3, 0.5]])
+    kl = LOSSES.get("attention_kl").build(LOSSES.get("attention_kl").config())
+    # row 1: 0.25 ln(0.5) + 0.75 ln(1.5); a masked key (0 in both) adds nothing; row 2: 0
+    expected = (0.25 * np.log(0.5) + 0.75 * np.log(1.5)) / 2
+    assert float(kl(student, teacher)) == pytest.approx(expected)
+
+
+def test_the_attention_store_holds_the_teachers_mean_cls_attention(hidden_store: Path) -> None:
+    from kdnlu.data import collate, encode_examples
+    from kdnlu.store import describe_store
+    from kdnlu.trained import load_trained
+
+    store = LogitStore.open(hidden_store / "store" / "rte" / "train-attention")
+    spec = store.spec
+    assert (spec.kind, spec.layers, spec.classes, spec.length) == ("attention", (1, 2), 2, 48)
+    assert "mean attention of the [CLS] query at layers [1, 2], 2 heads over 48" in (
+        describe_store(store)
+    )
+    rows, maps = [3, 120], []
+    for run_dir in json.loads((hidden_store / "runs.json").read_text()):
+        run = load_trained(run_dir)
+        run.model.eval()
+        examples = run.tasks["rte"].read("train")
+        split = encode_examples("rte", run.model.encoder.tokenizer, [examples[i] for i in rows], 48)
+        batch = collate(split, [0, 1], torch.long)
+        with torch.no_grad():
+            _, attentions = run.model.encoder.layer_outputs(
+                batch.input_ids, batch.attention_mask, batch.token_type_ids, attentions=True
+            )
+        width = batch.input_ids.shape[1]
+        padded = np.zeros((2, 2, 2, 48), np.float32)
+        padded[..., :width] = torch.stack([a[:, :, 0] for a in attentions], 1).numpy()
+        maps.append(padded)
+    stored = store.states(rows, [1, 2])
+    np.testing.assert_allclose(stored, np.mean(maps, 0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(stored.sum(-1), 1.0, rtol=1e-5)  # distributions over the keys
+
+
+def test_an_attention_term_trains_and_matches_online_teachers(
+    hidden_store: Path, tmp_path: Path
+) -> None:
+    from kdnlu.build import build_losses, build_model
+    from kdnlu.callbacks import TrainState
+    from kdnlu.data import collate, encode_examples
+    from kdnlu.distill import build_objective
+
+    runs = json.loads((hidden_store / "runs.json").read_text())
+    offline = with_attention(student_text(hidden_store))
+    online = offline.replace(
+        f"distill: {{store: {hidden_store / 'store'}}}",
+        f"distill: {{online: [{runs[0]}, {runs[1]}]}}",
+    )
+    values = []
+    for name, text in (("offline", offline), ("online", online)):
+        recipe = load_recipe(write(tmp_path / f"{name}.yaml", text))
+        tasks = recipe.build_tasks()
+        model = build_model(recipe, tasks)
+        objective = build_objective(recipe, tasks, {}, build_losses(recipe), model)
+        assert objective is not None
+        state = TrainState(run_dir=tmp_path, total_steps=4)
+        objective.on_train_start(state, model)
+        model.train()
+        split = encode_examples("rte", model.encoder.tokenizer, tasks["rte"].read("train")[:5], 48)
+        batch = collate(split, [0, 1, 2, 3, 4], torch.long)
+        torch.manual_seed(1)
+        logits = model(batch)
+        # the student's attention rows sum to one: attention dropout is off for the term
+        sums = model.encoder.captured_attentions[0].sum(-1)  # [B, heads, T]
+        torch.testing.assert_close(sums, torch.ones_like(sums))
+        objective.on_loss(
+            state, batch, logits, torch.nn.functional.cross_entropy(logits, batch.labels)
+        )
+        values.append(state.window_scalars)
+    assert values[0]["distill/rte/attention_kl"][0] > 0
+    assert values[0]["distill/rte/attention_kl"] == pytest.approx(
+        values[1]["distill/rte/attention_kl"], rel=1e-5
+    )
+    recipe = load_recipe(write(tmp_path / "train.yaml", offline), [f"output_dir={tmp_path}"])
+    record = json.loads(
+        (train(recipe, progress=False).run_dir / "metrics.jsonl").read_text().splitlines()[-1]
+    )
+    assert "distill/rte/attention_kl" in record["train_scalars"]
+
+
+def test_an_attention_term_needs_the_teachers_head_count(
+    hidden_store: Path, tmp_path: Path
+) -> None:
+    text = with_attention(student_text(hidden_store)).replace(
+        "hidden_size: 16, heads: 2", "hidden_size: 16, heads: 4"
+    )
+    recipe = load_recipe(write(tmp_path / "s.yaml", text), [f"output_dir={tmp_path}"])
+    with pytest.raises(KdnluError) as err:
+        train(recipe, progress=False)
+    folder = hidden_store / "store" / "rte" / "train-attention"
+    assert str(err.value) == (
+        f"tasks.rte.objective: the student's layers have 4 attention heads, the teachers' in "
+        f"{folder} 2; attention terms compare head by head"
+    )

@@ -231,7 +231,8 @@ def test_loss_target_must_be_known() -> None:
     with pytest.raises(ValueError) as err:
         Loss("pairs", lambda z, y: z.sum())
     assert str(err.value) == (
-        "loss target must be one of class, score, group, token, soft, hidden, got 'pairs'"
+        "loss target must be one of class, score, group, token, soft, hidden, attention, got "
+        "'pairs'"
     )
 
 

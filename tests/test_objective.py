@@ -137,8 +137,8 @@ def objective_recipe(tmp_path: Path, task: str, terms: str, distill: bool = True
         ),
         (
             "rte", "{loss: cross_entropy, layers: {1: 2}}", True,
-            "tasks.rte.objective[0] (loss 'cross_entropy'): `layers` is for hidden-state losses "
-            "(kdnlu list losses)",
+            "tasks.rte.objective[0] (loss 'cross_entropy'): `layers` is for hidden and attention "
+            "losses (kdnlu list losses)",
         ),
         (
             "rte", "{loss: cross_entropy, targets: teacher}", True,

@@ -145,6 +145,9 @@ def loss_inputs(target: str) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.randn(5, 3, requires_grad=True), torch.softmax(torch.randn(5, 3), -1)
     if target == "hidden":  # student and teacher states [N, H]
         return torch.randn(5, 8, requires_grad=True), torch.randn(5, 8)
+    if target == "attention":  # attention rows over 4 keys [N, K]
+        student = torch.softmax(torch.randn(5, 4), -1).requires_grad_()
+        return student, torch.softmax(torch.randn(5, 4), -1)
     assert target == "token"
     labels = torch.tensor([[0, 2, 1, -100], [1, 1, -100, -100]])
     return torch.randn(2, 4, 3, requires_grad=True), labels
@@ -153,7 +156,7 @@ def loss_inputs(target: str) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("entry", list(LOSSES), ids=lambda e: e.name)
 def test_loss_contract(entry) -> None:
     loss_fn = entry.build()
-    assert loss_fn.target in ("class", "score", "group", "token", "soft", "hidden")
+    assert loss_fn.target in ("class", "score", "group", "token", "soft", "hidden", "attention")
     logits, labels = loss_inputs(loss_fn.target)
     loss = loss_fn(logits, labels)
     assert loss.ndim == 0 and torch.isfinite(loss)

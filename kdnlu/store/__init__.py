@@ -25,6 +25,7 @@ expects; rows are then read through memory maps, only the ones asked for.
 
 from kdnlu.rundir import file_sha256
 from kdnlu.store.format import (
+    ATTENTION_SPLIT,
     DENSE_FILES,
     DTYPES,
     FORMAT_VERSION,
@@ -44,6 +45,7 @@ from kdnlu.store.reader import LogitStore, store_statistics, topk_of
 from kdnlu.store.writer import StoreWriter
 
 __all__ = [
+    "ATTENTION_SPLIT",
     "DENSE_FILES",
     "DTYPES",
     "FORMAT_VERSION",

@@ -23,7 +23,9 @@ DENSE_FILES = ("logits",)
 TOPK_FILES = ("topk_ids", "topk_probs", "rest")
 HIDDEN_FILES = ("states",)
 HIDDEN_SPLIT = "train-hidden"  # a task's hidden store: <store>/<task>/train-hidden
-StoreKind = Literal["dense", "topk", "hidden"]
+ATTENTION_SPLIT = "train-attention"  # its attention store: <store>/<task>/train-attention
+StoreKind = Literal["dense", "topk", "hidden", "attention"]
+LAYER_KINDS = ("hidden", "attention")
 HiddenTokens = Literal["cls", "all"]
 
 
@@ -60,7 +62,9 @@ class StoreSpec:
     shard_rows: int = 65536
     # hidden stores: the teachers' mean hidden states at these layers (Hugging Face numbering,
     # 0 = embeddings), at the [CLS] position or every position of ``length`` tokens; ``classes``
-    # is the hidden width there
+    # is the hidden width there. Attention stores: the teachers' mean attention distributions of
+    # the [CLS] query over ``length`` key positions at these layers (1 = the first), ``classes``
+    # heads
     layers: tuple[int, ...] | None = None
     tokens: HiddenTokens | None = None
     length: int | None = None
@@ -68,13 +72,17 @@ class StoreSpec:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise StoreError(f"store dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.kind not in ("dense", "topk", "hidden"):
-            raise StoreError(f"store kind must be dense, topk or hidden, got {self.kind!r}")
-        hidden = (self.layers, self.tokens)
-        if (self.kind == "hidden") != all(v is not None for v in hidden):
-            raise StoreError("layers and tokens are given for (and only for) hidden stores")
+        if self.kind not in ("dense", "topk", *LAYER_KINDS):
+            raise StoreError(
+                f"store kind must be dense, topk, hidden or attention, got {self.kind!r}"
+            )
+        layered = (self.layers, self.tokens)
+        if (self.kind in LAYER_KINDS) != all(v is not None for v in layered):
+            raise StoreError("layers and tokens are given for (and only for) layer stores")
         if self.kind == "hidden" and (self.tokens == "all") != (self.length is not None):
             raise StoreError("length is given for (and only for) hidden stores of all tokens")
+        if self.kind == "attention" and (self.tokens != "cls" or self.length is None):
+            raise StoreError("an attention store holds the [CLS] query over length positions")
         if self.rows < 1 or self.classes < 1 or self.shard_rows < 1:
             raise StoreError(
                 f"a store needs rows, classes and shard_rows >= 1; got {self.rows}, "
@@ -106,6 +114,10 @@ class StoreSpec:
             assert self.layers is not None
             positions = () if self.length is None else (self.length,)
             shape = (n, len(self.layers), *positions, self.classes)
+            return {"states": (shape, self.dtype), **labels}
+        if self.kind == "attention":
+            assert self.layers is not None and self.length is not None
+            shape = (n, len(self.layers), self.classes, self.length)
             return {"states": (shape, self.dtype), **labels}
         if self.kind == "dense":
             return {"logits": ((n, len(self.teachers), self.classes), self.dtype), **labels}

@@ -9,7 +9,7 @@ from kdnlu.store.reader import LogitStore, store_statistics
 
 def describe_store(store: LogitStore) -> str:
     """The header and statistics of one store, for ``kdnlu store inspect``."""
-    if store.spec.kind == "hidden":
+    if store.spec.kind in ("hidden", "attention"):
         return describe_hidden_store(store)
     spec, stats = store.spec, store_statistics(store)
     kind = f"top-{spec.top_k}" if spec.kind == "topk" else "dense"
@@ -49,22 +49,36 @@ def describe_store(store: LogitStore) -> str:
 
 
 def describe_hidden_store(store: LogitStore) -> str:
-    """The header of a hidden-state store and the size of the teachers' mean states."""
+    """The header of a hidden-state (or attention) store and what the teachers' mean states
+    look like on its first rows (their norm; an attention row's entropy)."""
     spec = store.spec
     assert spec.layers is not None
-    where = "[CLS]" if spec.tokens == "cls" else f"all {spec.length} token positions"
     states = store.states(range(min(spec.rows, 256)), spec.layers)
-    norms = ", ".join(
-        f"{layer}: {float(np.linalg.norm(states[:, i], axis=-1).mean()):.2f}"
-        for i, layer in enumerate(spec.layers)
-    )
+    if spec.kind == "attention":
+        what = (
+            f"the teachers' mean attention of the [CLS] query at layers {list(spec.layers)}, "
+            f"{spec.classes} heads over {spec.length} positions"
+        )
+        entropy = -(states * np.log(np.clip(states, 1e-12, None))).sum(-1).mean((0, 2))
+        summary = "mean [CLS] attention entropy by layer (first rows, nats): " + ", ".join(
+            f"{layer}: {value:.2f}" for layer, value in zip(spec.layers, entropy, strict=True)
+        )
+    else:
+        where = "[CLS]" if spec.tokens == "cls" else f"all {spec.length} token positions"
+        what = (
+            f"the teachers' mean hidden states at layers {list(spec.layers)}, {where}, width "
+            f"{spec.classes}"
+        )
+        summary = "mean state norm by layer (first rows): " + ", ".join(
+            f"{layer}: {float(np.linalg.norm(states[:, i], axis=-1).mean()):.2f}"
+            for i, layer in enumerate(spec.layers)
+        )
     lines = [
         f"store: {store.folder}",
-        f"  task {spec.task}, split {spec.split}: {spec.rows} rows, the teachers' mean hidden "
-        f"states at layers {list(spec.layers)}, {where}, width {spec.classes}, {spec.dtype}, "
+        f"  task {spec.task}, split {spec.split}: {spec.rows} rows, {what}, {spec.dtype}, "
         f"{spec.shards} shard(s)",
         f"  examples fingerprint {spec.fingerprint[:16]}...",
-        f"  mean state norm by layer (first rows): {norms}",
+        f"  {summary}",
         "  teachers:",
         *(f"    {i + 1}. {teacher}" for i, teacher in enumerate(spec.teachers)),
     ]

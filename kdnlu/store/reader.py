@@ -123,14 +123,16 @@ class LogitStore:
     def states(self, indices: Sequence[int] | np.ndarray, layers: Sequence[int]) -> np.ndarray:
         """The teachers' mean hidden states of the rows at ``layers`` (numbers as
         ``spec.layers`` holds them), ``[B, len(layers), H]`` ([CLS]) or ``[B, len(layers),
-        length, H]`` (all tokens), float32 (hidden stores)."""
-        self._need("hidden")
+        length, H]`` (all tokens), float32 (hidden stores); of an attention store, their mean
+        [CLS] attention ``[B, len(layers), heads, length]``."""
+        if self.spec.kind not in ("hidden", "attention"):
+            self._need("hidden")
         assert self.spec.layers is not None
         missing = [n for n in layers if n not in self.spec.layers]
         if missing:
             raise StoreError(
                 f"{self.folder} holds teacher layers {list(self.spec.layers)}, not {missing}; "
-                "write it with kdnlu-teach --hidden-layers covering them"
+                f"write it with kdnlu-teach --{self.spec.kind}-layers covering them"
             )
         positions = [self.spec.layers.index(n) for n in layers]
         return self._gather(indices, "states")[:, positions].astype(np.float32)
