@@ -144,24 +144,31 @@ def test_a_narrower_student_learns_the_states_through_a_projection(
     assert AutoModel.from_pretrained(str(tmp_path / "exported")).config.hidden_size == 16
 
 
-def test_the_projection_changes_the_hidden_term_only(hidden_store: Path, tmp_path: Path) -> None:
-    """The hidden term's gradient reaches the projection and the encoder, not the head."""
+def student_batch(tmp_path: Path, text: str, rows: int) -> tuple:
+    """The student of recipe ``text`` (heads from seed 0), its objective started, a training
+    state and a batch of the first ``rows`` RTE training rows."""
     from kdnlu.build import build_losses, build_model
     from kdnlu.callbacks import TrainState
     from kdnlu.data import collate, encode_examples
     from kdnlu.distill import build_objective
 
-    recipe = load_recipe(write(tmp_path / "student.yaml", student_text(hidden_store)))
+    recipe = load_recipe(write(tmp_path / "values.yaml", text))
     tasks = recipe.build_tasks()
+    torch.manual_seed(0)  # the same heads
     model = build_model(recipe, tasks)
     objective = build_objective(recipe, tasks, {}, build_losses(recipe), model)
     assert objective is not None
     state = TrainState(run_dir=tmp_path, total_steps=4)
     objective.on_train_start(state, model)
     model.train()
-    examples = tasks["rte"].read("train")[:4]
+    examples = tasks["rte"].read("train")[:rows]
     split = encode_examples("rte", model.encoder.tokenizer, examples, 48)
-    batch = collate(split, [0, 1, 2, 3], torch.long)
+    return objective, model, state, collate(split, list(range(rows)), torch.long)
+
+
+def test_the_projection_changes_the_hidden_term_only(hidden_store: Path, tmp_path: Path) -> None:
+    """The hidden term's gradient reaches the projection and the encoder, not the head."""
+    objective, model, _, batch = student_batch(tmp_path, student_text(hidden_store), 4)
     hidden_term = objective.terms["rte"][2]
     model(batch)
     value = objective.hidden_value(hidden_term, batch)
@@ -248,40 +255,33 @@ def test_hidden_layers_outside_the_teachers_are_refused(hidden_store: Path, tmp_
         LogitStore.open(tmp_path / "s" / "rte" / "train-hidden")
 
 
-def test_online_teachers_give_what_the_store_holds(hidden_store: Path, tmp_path: Path) -> None:
-    """The same student batch through store-read and online teachers: the same term values."""
-    from kdnlu.build import build_losses, build_model
-    from kdnlu.callbacks import TrainState
-    from kdnlu.data import collate, encode_examples
-    from kdnlu.distill import build_objective
-
+def online_recipe(hidden_store: Path, offline: str) -> str:
+    """``offline`` with its store replaced by the two teachers run online."""
     runs = json.loads((hidden_store / "runs.json").read_text())
-    offline = student_text(hidden_store)
-    online = offline.replace(
+    return offline.replace(
         f"distill: {{store: {hidden_store / 'store'}}}",
         f"distill: {{online: [{runs[0]}, {runs[1]}]}}",
     )
-    values = []
-    for name, text in (("offline", offline), ("online", online)):
-        recipe = load_recipe(write(tmp_path / f"{name}.yaml", text))
-        tasks = recipe.build_tasks()
-        torch.manual_seed(0)
-        model = build_model(recipe, tasks)
-        objective = build_objective(recipe, tasks, {}, build_losses(recipe), model)
-        assert objective is not None
-        state = TrainState(run_dir=tmp_path, total_steps=4)
-        objective.on_train_start(state, model)
-        model.train()
-        split = encode_examples("rte", model.encoder.tokenizer, tasks["rte"].read("train")[:6], 48)
-        batch = collate(split, [0, 1, 2, 3, 4, 5], torch.long)
-        torch.manual_seed(1)  # the same dropout
-        logits = model(batch)
-        hard = torch.nn.functional.cross_entropy(logits, batch.labels)
-        objective.on_loss(state, batch, logits, hard)
-        values.append(state.window_scalars)
-    assert values[0].keys() == values[1].keys()
-    for key in values[0]:
-        assert values[0][key] == pytest.approx(values[1][key], rel=1e-5), key
+
+
+def term_values(tmp_path: Path, text: str) -> tuple[dict, torch.nn.Module]:
+    """The logged term values of one training batch of 5 RTE rows (fixed dropout), and the
+    student after it."""
+    objective, model, state, batch = student_batch(tmp_path, text, 5)
+    torch.manual_seed(1)  # the same dropout
+    logits = model(batch)
+    objective.on_loss(state, batch, logits, torch.nn.functional.cross_entropy(logits, batch.labels))
+    return dict(state.window_scalars), model
+
+
+def test_online_teachers_give_what_the_store_holds(hidden_store: Path, tmp_path: Path) -> None:
+    """The same student batch through store-read and online teachers: the same term values."""
+    offline = student_text(hidden_store)
+    online = online_recipe(hidden_store, offline)
+    (stored, _), (live, _) = term_values(tmp_path, offline), term_values(tmp_path, online)
+    assert stored.keys() == live.keys()
+    for key in stored:
+        assert stored[key] == pytest.approx(live[key], rel=1e-5), key
     # and a run trains with them
     recipe = load_recipe(write(tmp_path / "online.yaml", online), [f"output_dir={tmp_path}"])
     assert train(recipe, progress=False).steps == 2
@@ -352,41 +352,15 @@ def test_the_attention_store_holds_the_teachers_mean_cls_attention(hidden_store:
 def test_an_attention_term_trains_and_matches_online_teachers(
     hidden_store: Path, tmp_path: Path
 ) -> None:
-    from kdnlu.build import build_losses, build_model
-    from kdnlu.callbacks import TrainState
-    from kdnlu.data import collate, encode_examples
-    from kdnlu.distill import build_objective
-
-    runs = json.loads((hidden_store / "runs.json").read_text())
     offline = with_attention(student_text(hidden_store))
-    online = offline.replace(
-        f"distill: {{store: {hidden_store / 'store'}}}",
-        f"distill: {{online: [{runs[0]}, {runs[1]}]}}",
-    )
-    values = []
-    for name, text in (("offline", offline), ("online", online)):
-        recipe = load_recipe(write(tmp_path / f"{name}.yaml", text))
-        tasks = recipe.build_tasks()
-        model = build_model(recipe, tasks)
-        objective = build_objective(recipe, tasks, {}, build_losses(recipe), model)
-        assert objective is not None
-        state = TrainState(run_dir=tmp_path, total_steps=4)
-        objective.on_train_start(state, model)
-        model.train()
-        split = encode_examples("rte", model.encoder.tokenizer, tasks["rte"].read("train")[:5], 48)
-        batch = collate(split, [0, 1, 2, 3, 4], torch.long)
-        torch.manual_seed(1)
-        logits = model(batch)
-        # the student's attention rows sum to one: attention dropout is off for the term
-        sums = model.encoder.captured_attentions[0].sum(-1)  # [B, heads, T]
-        torch.testing.assert_close(sums, torch.ones_like(sums))
-        objective.on_loss(
-            state, batch, logits, torch.nn.functional.cross_entropy(logits, batch.labels)
-        )
-        values.append(state.window_scalars)
-    assert values[0]["distill/rte/attention_kl"][0] > 0
-    assert values[0]["distill/rte/attention_kl"] == pytest.approx(
-        values[1]["distill/rte/attention_kl"], rel=1e-5
+    stored, model = term_values(tmp_path, offline)
+    # the student's attention rows sum to one: attention dropout is off for the term
+    sums = model.encoder.captured_attentions[0].sum(-1)  # [B, heads, T]
+    torch.testing.assert_close(sums, torch.ones_like(sums))
+    live, _ = term_values(tmp_path, online_recipe(hidden_store, offline))
+    assert stored["distill/rte/attention_kl"][0] > 0
+    assert stored["distill/rte/attention_kl"] == pytest.approx(
+        live["distill/rte/attention_kl"], rel=1e-5
     )
     recipe = load_recipe(write(tmp_path / "train.yaml", offline), [f"output_dir={tmp_path}"])
     record = json.loads(
