@@ -31,7 +31,7 @@ from kdnlu.errors import KdnluError
 from kdnlu.loss import Loss
 from kdnlu.recipe import ComponentSpec, ObjectiveTerm, TaskSpec
 from kdnlu.registry import LOSSES
-from kdnlu.schema import DistillConfig, ObjectiveTermConfig
+from kdnlu.schema_distill import DistillConfig, ObjectiveTermConfig
 from kdnlu.store import LogitStore
 
 
@@ -111,23 +111,17 @@ class TeacherTargets:
         scores = self.logits[batch.task].mean_scores(batch.indices.numpy(), self.teachers)
         return torch.from_numpy(scores).to(batch.input_ids.device)
 
-    def states(self, batch: Batch, layers: list[int]) -> torch.Tensor:
-        """The teachers' mean hidden states at ``layers``: ``[B, P, H]`` at [CLS], or
-        ``[B, P, T, H]`` at every position (``tokens``)."""
+    def layer_targets(self, batch: Batch, kind: str, layers: list[int]) -> torch.Tensor:
+        """The teachers' mean states at ``layers``: hidden states (``kind`` hidden) ``[B, P, H]``
+        at [CLS] or ``[B, P, T, H]`` at every position (``tokens``); attention (``attention``,
+        layers from 1) ``[B, P, heads, T]`` of the [CLS] query, or ``[B, P, heads, T, T]`` of
+        every query (online, ``tokens: all``). A store's positions run to its ``max_length``."""
         if self.online is not None:
-            states = self.online.outputs(batch)[1]
-            return torch.stack([states[n] for n in layers], 1)
-        states = self.hidden[batch.task].states(batch.indices.numpy(), layers)
+            found = self.online.outputs(batch)[1 if kind == "hidden" else 2]
+            return torch.stack([found[n] for n in layers], 1)
+        store = (self.hidden if kind == "hidden" else self.attention)[batch.task]
+        states = store.states(batch.indices.numpy(), layers)
         return torch.from_numpy(states).to(batch.input_ids.device)
-
-    def attention_rows(self, batch: Batch, layers: list[int]) -> torch.Tensor:
-        """The teachers' mean attention at ``layers`` (from 1): ``[B, P, heads, T]`` of the
-        [CLS] query, or ``[B, P, heads, T, T]`` of every query (online, ``tokens: all``)."""
-        if self.online is not None:
-            maps = self.online.outputs(batch)[2]
-            return torch.stack([maps[n] for n in layers], 1)
-        rows = self.attention[batch.task].states(batch.indices.numpy(), layers)
-        return torch.from_numpy(rows).to(batch.input_ids.device)[..., : batch.input_ids.shape[1]]
 
     def tokens(self, key: str) -> str:
         """``cls`` or ``all``: the positions hidden-state terms of task ``key`` compare."""
@@ -267,7 +261,7 @@ class Objective(Callback):
         assert self.model is not None and built.term.config.layers is not None
         captured = self.model.encoder.captured  # type: ignore[union-attr]
         pairs = sorted(built.term.config.layers.items())
-        teacher = self.targets.states(batch, [t for _, t in pairs])
+        teacher = self.targets.layer_targets(batch, "hidden", [t for _, t in pairs])
         tokens = self.targets.tokens(batch.task)
         project = self.model.projections[built.projection] if built.projection else None  # type: ignore[index]
         mask = batch.attention_mask.bool()
@@ -290,7 +284,7 @@ class Objective(Callback):
         assert self.model is not None and built.term.config.layers is not None
         captured = self.model.encoder.captured_attentions  # type: ignore[union-attr]
         pairs = sorted(built.term.config.layers.items())
-        teacher = self.targets.attention_rows(batch, [t for _, t in pairs])
+        teacher = self.targets.layer_targets(batch, "attention", [t for _, t in pairs])
         every_query = teacher.ndim == 5
         mask = batch.attention_mask.bool()
         values = []
@@ -299,8 +293,9 @@ class Objective(Callback):
             target = teacher[:, position]
             if every_query:  # rows of the unpadded queries: [N, heads, T]
                 student, target = student.transpose(1, 2)[mask], target.transpose(1, 2)[mask]
-            else:
+            else:  # the [CLS] query's rows; a store's run to its max_length
                 student = student[:, :, 0]
+                target = target[..., : student.shape[-1]]
             width = student.shape[-1]
             values.append(built.loss(student.reshape(-1, width), target.reshape(-1, width)))
         return torch.stack(values).mean()

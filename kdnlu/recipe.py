@@ -38,12 +38,11 @@ from kdnlu.schema import (
     BASE_KEY,
     DEFAULT_SAMPLER,
     SECTION_KEYS,
-    DistillConfig,
-    ObjectiveTermConfig,
     RecipeHeader,
     TaskOptions,
     TrainConfig,
 )
+from kdnlu.schema_distill import DistillConfig, ObjectiveTermConfig
 from kdnlu.task import Task
 from kdnlu.yaml_source import KeyPath, Location, format_key_path
 

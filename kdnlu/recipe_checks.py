@@ -12,7 +12,7 @@ from kdnlu.errors import KdnluError, RegistryError
 from kdnlu.metrics import unknown_metric_message
 from kdnlu.plugin_code import failure
 from kdnlu.registry import LOSSES, METRICS, Entry, Registry
-from kdnlu.schema import DistillConfig, ObjectiveTermConfig
+from kdnlu.schema_distill import DistillConfig, ObjectiveTermConfig
 from kdnlu.task import Task
 from kdnlu.yaml_source import KeyPath, format_key_path
 

@@ -3,7 +3,7 @@
 from conftest import REPO
 from kdnlu.config import config_fields
 from kdnlu.recipe import TOP_LEVEL_KEYS, TaskOptions, TrainConfig
-from kdnlu.schema import DistillConfig
+from kdnlu.schema_distill import DistillConfig
 
 
 def test_recipe_reference_lists_every_key() -> None:

@@ -12,7 +12,7 @@ from test_distill import random_store
 from conftest import TINY_RECIPE, write
 from kdnlu.errors import RecipeError
 from kdnlu.recipe import load_recipe
-from kdnlu.schema import ObjectiveTermConfig
+from kdnlu.schema_distill import ObjectiveTermConfig
 from kdnlu.trainer import train
 
 

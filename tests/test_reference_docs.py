@@ -9,7 +9,8 @@ from kdnlu.cli import main
 from kdnlu.config import config_fields, field_help
 from kdnlu.errors import KdnluError
 from kdnlu.reference import reference_markdown, update_generated
-from kdnlu.schema import DistillConfig, RecipeHeader, TaskOptions, TrainConfig
+from kdnlu.schema import RecipeHeader, TaskOptions, TrainConfig
+from kdnlu.schema_distill import DistillConfig
 
 RECIPES_DOC = REPO / "docs" / "recipes.md"
 
