@@ -4,19 +4,22 @@ reference tables of docs/recipes.md (``--markdown``, from kdnlu.reference)."""
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
 from kdnlu import discovery
-from kdnlu.config import config_fields, describe_type
+from kdnlu.config import config_fields, describe_type, field_help
 from kdnlu.errors import KdnluError
 from kdnlu.recipe import TaskOptions, raw_recipe
 from kdnlu.reference import reference_markdown, update_generated
 from kdnlu.registry import REGISTRIES
 
+HELP_WIDTH = 100  # columns of a field's help text in `kdnlu list`
+
 
 def format_fields(cls: type, indent: str) -> list[str]:
-    """One line per config field: its name, type and default."""
+    """One line per config field: its name, type, default and help text."""
     lines = []
     for f, tp in config_fields(cls):
         if f.default is not dataclasses.MISSING:
@@ -26,6 +29,14 @@ def format_fields(cls: type, indent: str) -> list[str]:
         else:
             default = "  (required)"
         lines.append(f"{indent}{f.name}: {describe_type(tp)}{default}")
+        lines.extend(
+            textwrap.wrap(
+                field_help(f),
+                HELP_WIDTH,
+                initial_indent=indent + "    ",
+                subsequent_indent=indent + "    ",
+            )
+        )
     return lines
 
 

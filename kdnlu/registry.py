@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -71,9 +72,15 @@ def source_of(obj: Any) -> str:
         return ""
 
 
-def first_doc_line(obj: Any) -> str:
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+def doc_summary(obj: Any) -> str:
+    """The first sentence of ``obj``'s docstring as one line (a docstring's first paragraph may
+    wrap over several lines); the whole first paragraph when it has no sentence end."""
     doc = inspect.getdoc(obj) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    return SENTENCE_END.split(paragraph, maxsplit=1)[0]
 
 
 class Registry:
@@ -130,7 +137,7 @@ class Registry:
                 builder=builder,  # type: ignore[arg-type]
                 config=config_cls,
                 module=module,
-                description=description or first_doc_line(builder),
+                description=description or doc_summary(builder),
                 facts=declared,
                 source=source,
             )

@@ -21,6 +21,19 @@ def test_list_shows_every_component_with_fields(capsys: pytest.CaptureFixture[st
     assert "      max_length: int = 128" in out
 
 
+def test_list_shows_field_help_wrapped_under_the_field(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "tasks"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = lines.index("      max_length: int = 128")
+    help_indent = " " * 10
+    assert lines[at + 1 : at + 3] == [
+        help_indent + "tokens per example; pairs are truncated longest-first; at most what the "
+        "encoder has",
+        help_indent + "position embeddings for (512 for BERT and MiniLM)",
+    ]
+    assert lines[at + 3] == "      train_rows: int | None = None"
+
+
 def test_list_one_kind(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "heads"]) == 0
     out = capsys.readouterr().out

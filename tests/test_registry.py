@@ -42,6 +42,26 @@ def test_register_and_build_with_config() -> None:
     assert reg.names() == ["box"] and "box" in reg and len(reg) == 1
 
 
+def test_description_is_the_docstrings_first_sentence_on_one_line() -> None:
+    def wrapped(config):
+        """Scores each candidate (the QNLI head); with the ranking loss
+        every head gives one output. Later sentences and paragraphs are left out.
+
+        Details."""
+
+    def no_sentence_end(config):
+        """Reads e.g. rows
+        of a file"""
+
+    reg = Registry("widget", "widgets")
+    reg.register("a")(wrapped)
+    reg.register("b")(no_sentence_end)
+    assert reg.get("a").description == (
+        "Scores each candidate (the QNLI head); with the ranking loss every head gives one output."
+    )
+    assert reg.get("b").description == "Reads e.g. rows of a file"
+
+
 def test_duplicate_name_names_both_modules() -> None:
     reg = Registry("head", "heads")
     reg.register("san", config=Cfg)(make("san", "pkg.first"))
