@@ -20,7 +20,9 @@ number of seeds (paired in the order given), the two-sided p-value of a paired t
 
 A run that is not a directory is looked up by name in the ``--records`` file (one JSON line per
 run: ``{"run": NAME, "evaluations": [...metrics.jsonl records...]}``), so runs whose folders are
-gone still count. ``--save-records FILE RUN_DIR...`` adds (or replaces) runs in such a file.
+gone still count. ``--save-records FILE RUN_DIR...`` adds (or replaces) runs in such a file,
+under their folder names, or with ``--prefix P`` under P + folder name (a rebuilt chain's runs
+beside the recorded runs of the same names).
 """
 
 from __future__ import annotations
@@ -56,12 +58,13 @@ def load_records(path: Path) -> dict[str, list[dict]]:
     return {record["run"]: record["evaluations"] for record in lines}
 
 
-def save_records(path: Path, runs: list[Path]) -> None:
-    """Add each run's evaluations to ``path`` under the run's folder name (replacing one of that
-    name), keeping the file's order; written to a temporary file, then renamed."""
+def save_records(path: Path, runs: list[Path], prefix: str = "") -> None:
+    """Add each run's evaluations to ``path`` under ``prefix`` + the run's folder name
+    (replacing one of that name), keeping the file's order; written to a temporary file, then
+    renamed."""
     records = load_records(path)
     for run in runs:
-        records[run.name] = evaluations(run)
+        records[prefix + run.name] = evaluations(run)
     text = "".join(json.dumps({"run": n, "evaluations": e}) + "\n" for n, e in records.items())
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -134,11 +137,14 @@ def main() -> None:
     parser.add_argument(
         "--save-records", type=Path, metavar="FILE", help="add the given run dirs to FILE"
     )
+    parser.add_argument(
+        "--prefix", default="", help="with --save-records: record each run as PREFIX + its name"
+    )
     args = parser.parse_args()
     if args.records:
         RECORDS.update(load_records(args.records))
     if args.save_records:
-        save_records(args.save_records, args.runs)
+        save_records(args.save_records, args.runs, args.prefix)
         print(f"{len(args.runs)} run(s) recorded in {args.save_records}")
         return
     if args.arm:

@@ -77,3 +77,9 @@ def test_runs_whose_folders_are_gone_come_from_a_records_file(tmp_path: Path) ->
         "| a1 | 60.00 | 60.00 |",
         "| b1 | 50.00 | 50.00 |",
     ]
+    again = run_python(
+        [script, "--save-records", str(records), "--prefix", "rebuilt_", second], tmp_path
+    )
+    assert again.returncode == 0, again.stderr
+    names = [json.loads(line)["run"] for line in records.read_text().splitlines()]
+    assert names == ["a1", "b1", "rebuilt_b1"]
