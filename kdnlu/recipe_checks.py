@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kdnlu.config import Context
 from kdnlu.errors import KdnluError, RegistryError
 from kdnlu.metrics import unknown_metric_message
 from kdnlu.plugin_code import failure
+from kdnlu.recipe_specs import TaskSpec
 from kdnlu.registry import LOSSES, METRICS, Entry, Registry
 from kdnlu.schema_distill import DistillConfig, ObjectiveTermConfig
 from kdnlu.task import Task
 from kdnlu.yaml_source import KeyPath, format_key_path
-
-if TYPE_CHECKING:
-    from kdnlu.recipe import TaskSpec
 
 
 def lookup(registry: Registry, name: str, path: KeyPath, ctx: Context) -> Any:
