@@ -17,6 +17,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,6 +39,68 @@ def recipe_text(encoder: str, layers: str | None, tasks: list[str], data_root: s
     )
 
 
+@dataclass(frozen=True)
+class Speed:
+    """One model's measured inference speed."""
+
+    name: str
+    layers: int
+    parameters: float  # millions
+    examples_per_s: float
+
+
+def default_data_root() -> str:
+    """The GLUE copy of the data-location rule, else the sample in tests/fixtures/glue."""
+    found = glue_dir().path
+    return str(found if (found / "RTE").is_dir() else REPO / "tests" / "fixtures" / "glue")
+
+
+def measure(
+    students: list[str | None],
+    encoder: str = "minilm",
+    tasks: tuple[str, ...] = ("rte", "mrpc"),
+    data_root: str | None = None,
+    max_length: int = 128,
+    batch_size: int = 64,
+    rounds: int = 3,
+) -> tuple[int, list[Speed]]:
+    """Dev rows, and each model's median-round speed (``None`` in ``students``: the whole
+    checkpoint; else a comma-separated layer list), the models timed in turn round after round
+    after one warm-up round."""
+    data_root = data_root or default_data_root()
+    device = torch.device("cpu")
+    models, splits = {}, {}
+    scratch = Path(tempfile.mkdtemp(prefix="kdnlu-speed-"))
+    for i, layers in enumerate(students):
+        name = "full" if layers is None else f"layers {layers}"
+        path = scratch / f"model{i}.yaml"
+        path.write_text(recipe_text(encoder, layers, list(tasks), data_root, max_length))
+        recipe = load_recipe(path)
+        built = recipe.build_tasks()
+        model = build_model(recipe, built).eval()
+        models[name] = (model, built)
+        if not splits:
+            tokenizer = model.encoder.tokenizer
+            for key, task in built.items():
+                splits[key] = encode_split(recipe, built, tokenizer, task.eval_splits[0], key)
+    rows = sum(len(s) for s in splits.values())
+    seconds: dict[str, list[float]] = {name: [] for name in models}
+    with torch.inference_mode():
+        for _ in range(rounds + 1):  # the first round warms up and is not counted
+            for name, (model, built) in models.items():
+                start = time.perf_counter()
+                for key, split in splits.items():
+                    predict_outputs(model, key, built[key], split, batch_size, device)
+                seconds[name].append(time.perf_counter() - start)
+    speeds = []
+    for name, (model, _) in models.items():
+        took = statistics.median(seconds[name][1:])
+        depth = len(model.encoder.model.encoder.layer)
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        speeds.append(Speed(name, depth, params, rows / took))
+    return rows, speeds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoder", default="minilm")
@@ -51,43 +114,20 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data_root = str(Path(args.data_root).resolve()) if args.data_root else None
-    if data_root is None:
-        found = glue_dir().path
-        data_root = str(found if (found / "RTE").is_dir() else REPO / "tests" / "fixtures" / "glue")
-    device = torch.device("cpu")
-    models, splits = {}, {}
-    scratch = Path(tempfile.mkdtemp(prefix="kdnlu-speed-"))
-    for i, layers in enumerate([None, *args.students]):
-        name = "full" if layers is None else f"layers {layers}"
-        path = scratch / f"model{i}.yaml"
-        path.write_text(recipe_text(args.encoder, layers, args.tasks, data_root, args.max_length))
-        recipe = load_recipe(path)
-        tasks = recipe.build_tasks()
-        model = build_model(recipe, tasks).eval()
-        models[name] = (model, tasks)
-        if not splits:
-            tokenizer = model.encoder.tokenizer
-            for key, task in tasks.items():
-                splits[key] = encode_split(recipe, tasks, tokenizer, task.eval_splits[0], key)
-    rows = sum(len(s) for s in splits.values())
-    seconds: dict[str, list[float]] = {name: [] for name in models}
-    with torch.inference_mode():
-        for _ in range(args.rounds + 1):  # the first round warms up and is not counted
-            for name, (model, tasks) in models.items():
-                start = time.perf_counter()
-                for key, split in splits.items():
-                    predict_outputs(model, key, tasks[key], split, args.batch_size, device)
-                seconds[name].append(time.perf_counter() - start)
-    full = statistics.median(seconds["full"][1:])
+    rows, speeds = measure(
+        [None, *args.students], args.encoder, tuple(args.tasks), data_root, args.max_length,
+        args.batch_size, args.rounds,
+    )  # fmt: skip
     print(f"dev rows: {rows} ({', '.join(args.tasks)}), batch {args.batch_size}, "
           f"{args.threads} thread(s), median of {args.rounds} rounds")  # fmt: skip
     print("| model | encoder layers | parameters | examples/s | vs full |")
     print("| --- | --- | --- | --- | --- |")
-    for name, (model, _) in models.items():
-        took = statistics.median(seconds[name][1:])
-        depth = len(model.encoder.model.encoder.layer)
-        params = sum(p.numel() for p in model.parameters()) / 1e6
-        print(f"| {name} | {depth} | {params:.1f} M | {rows / took:.1f} | {full / took:.2f}x |")
+    full = speeds[0].examples_per_s
+    for speed in speeds:
+        print(
+            f"| {speed.name} | {speed.layers} | {speed.parameters:.1f} M | "
+            f"{speed.examples_per_s:.1f} | {speed.examples_per_s / full:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

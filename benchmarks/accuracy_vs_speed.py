@@ -1,0 +1,129 @@
+"""Accuracy against inference speed: each model's average dev score over its seeds and its dev
+examples per second, in one table and one plot (docs/results.md, "Smaller students").
+
+    python benchmarks/accuracy_vs_speed.py --records docs/results/small_students_runs.jsonl \\
+        --model "MT-DNN" all mtdnn_small_s13 mtdnn_small_s14 mtdnn_small_s15 \\
+        --model gold-3l 0,2,4 runs/small/gold_3l_s13 runs/small/gold_3l_s14 ... \\
+        --out docs/results/small_students [--rounds 3] [--threads 1]
+
+Each ``--model NAME LAYERS RUN...`` is one row: LAYERS is ``all`` (the whole checkpoint) or the
+comma-separated layers its student keeps (``0,2,4``), and each RUN is one seed, a run folder or
+a name in the ``--records`` files (as in compare_runs.py). The score is the average over tasks
+of each run's last evaluation (each task's metrics averaged first, as GLUE does). The speed of
+each distinct LAYERS is measured side by side in this run by inference_speed.py (batch 64 on
+the RTE and MRPC dev rows, one thread by default): it depends on the shape, not the weights.
+The first model is the reference of the "kept" and "speed" columns. OUT gets
+accuracy_vs_speed.md and accuracy_vs_speed.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from compare_runs import RECORDS, load_records, mean_std, merged_evaluation
+from inference_speed import Speed, measure
+
+from kdnlu.metrics import task_average
+
+
+@dataclass(frozen=True)
+class Model:
+    """One row: a name, the layers kept (None: all), and the average dev score of each seed."""
+
+    name: str
+    layers: str | None
+    scores: list[float]
+
+
+def parse_model(words: list[str]) -> Model:
+    if len(words) < 3:
+        raise SystemExit(f"--model {' '.join(words)}: give NAME LAYERS RUN... (at least one run)")
+    name, layers, *runs = words
+    if layers != "all" and not all(part.isdigit() for part in layers.split(",")):
+        raise SystemExit(f"--model {name}: LAYERS is 'all' or a list such as 0,2,4, not {layers!r}")
+    scores = [task_average(merged_evaluation(run)) for run in runs]
+    return Model(name, None if layers == "all" else layers, scores)
+
+
+def table(models: list[Model], speeds: dict[str | None, Speed]) -> str:
+    reference = models[0]
+    base_score = float(np.mean(reference.scores))
+    base_speed = speeds[reference.layers].examples_per_s
+    lines = [
+        "| model | encoder layers | parameters | dev examples/s | speed | average dev score | "
+        f"kept of {reference.name} | seeds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for model in models:
+        speed = speeds[model.layers]
+        kept = 100 * float(np.mean(model.scores)) / base_score
+        lines.append(
+            f"| {model.name} | {speed.layers} | {speed.parameters:.1f} M | "
+            f"{speed.examples_per_s:.1f} | {speed.examples_per_s / base_speed:.2f}x | "
+            f"{mean_std(model.scores)} | {kept:.1f}% | {len(model.scores)} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(models: list[Model], speeds: dict[str | None, Speed], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for model in models:
+        x = speeds[model.layers].examples_per_s
+        std = float(np.std(model.scores, ddof=1)) if len(model.scores) > 1 else 0.0
+        ax.errorbar(x, np.mean(model.scores), yerr=std, fmt="o", capsize=4)
+        ax.annotate(model.name, (x, np.mean(model.scores)), textcoords="offset points",
+                    xytext=(6, 4), fontsize=8)  # fmt: skip
+    ax.set_xlabel("dev examples/s (batch 64, CPU)")
+    ax.set_ylabel("average dev score (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", nargs="+", action="append", required=True,
+                        metavar=("NAME", "LAYERS"), help="NAME LAYERS RUN...")  # fmt: skip
+    parser.add_argument("--records", type=Path, action="append", default=[],
+                        help="JSON lines of runs whose folders are gone (repeatable)")  # fmt: skip
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--encoder", default="minilm")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    for records in args.records:
+        RECORDS.update(load_records(records))
+    models = [parse_model(words) for words in args.model]
+    torch.set_num_threads(args.threads)
+    shapes = list(dict.fromkeys(model.layers for model in models))
+    rows, measured = measure(shapes, args.encoder, data_root=args.data_root, rounds=args.rounds)
+    speeds = dict(zip(shapes, measured, strict=True))
+    text = (
+        f"{table(models, speeds)}\n\nSpeed: {rows} dev rows of RTE and MRPC, batch 64, "
+        f"{args.threads} thread(s), median of {args.rounds} rounds, measured side by side.\n"
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    md = args.out / "accuracy_vs_speed.md"
+    tmp = md.with_name(md.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(md)
+    plot(models, speeds, args.out / "accuracy_vs_speed.png")
+    print(text, end="")
+    print(f"written: {md}, {args.out / 'accuracy_vs_speed.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""benchmarks/accuracy_vs_speed.py: the table and plot of the smaller students (docs/results.md)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from test_compare_runs import fake_run
+
+from conftest import GLUE_SAMPLE, REPO, tiny_bert_checkpoint
+
+SCRIPT = REPO / "benchmarks" / "accuracy_vs_speed.py"
+
+
+def run_script(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True
+    )
+
+
+def test_table_and_plot_from_runs_and_records(tmp_path: Path) -> None:
+    encoder = tiny_bert_checkpoint(tmp_path / "ckpt", layers=2)
+    full = [
+        fake_run(tmp_path, f"full_s{s}", {"rte": {"accuracy": a}, "stsb": {"pearson": p}})
+        for s, a, p in [(1, 60.0, 80.0), (2, 62.0, 84.0)]
+    ]
+    cut = [
+        fake_run(tmp_path, f"cut_s{s}", {"rte": {"accuracy": a}}) for s, a in [(1, 50.0), (2, 54.0)]
+    ]
+    records = tmp_path / "records.jsonl"
+    saved = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "compare_runs.py"), "--save-records",
+         str(records), cut[1]], capture_output=True, text=True,
+    )  # fmt: skip
+    assert saved.returncode == 0, saved.stderr
+    out = tmp_path / "out"
+    done = run_script(
+        ["--records", str(records), "--model", "full", "all", *full,
+         "--model", "cut", "0", cut[0], "cut_s2", "--out", str(out), "--encoder", str(encoder),
+         "--data-root", str(GLUE_SAMPLE), "--rounds", "1"],
+        tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = (out / "accuracy_vs_speed.md").read_text().splitlines()
+    assert lines[0].startswith("| model | encoder layers | parameters | dev examples/s | speed |")
+    # full: seeds average (60+80)/2 = 70 and (62+84)/2 = 73; cut: 50 and 54
+    full_row, cut_row = (line.split(" | ") for line in lines[2:4])
+    assert full_row[0] == "| full" and full_row[1] == "2" and full_row[4] == "1.00x"
+    assert full_row[5:] == ["71.50 ± 2.12", "100.0%", "2 |"]
+    assert cut_row[0] == "| cut" and cut_row[1] == "1"
+    assert cut_row[5:] == ["52.00 ± 2.83", "72.7%", "2 |"]
+    assert float(cut_row[3]) > 0 and cut_row[4].endswith("x")
+    assert (out / "accuracy_vs_speed.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob("*.tmp*"))
+
+
+def test_bad_layers_and_missing_runs_are_refused(tmp_path: Path) -> None:
+    run = fake_run(tmp_path, "a", {"rte": {"accuracy": 1.0}})
+    done = run_script(["--model", "x", "first-three", run, "--out", str(tmp_path)], tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "--model x: LAYERS is 'all' or a list such as 0,2,4, not 'first-three'"
+    )
+    done = run_script(["--model", "x", "all", "--out", str(tmp_path)], tmp_path)
+    assert done.stderr.strip().splitlines()[-1] == (
+        "--model x all: give NAME LAYERS RUN... (at least one run)"
+    )
