@@ -85,6 +85,7 @@ def plot(models: list[Model], speeds: dict[str | None, Speed], path: Path) -> No
     ax.set_xlabel("dev examples/s (batch 64, CPU)")
     ax.set_ylabel("average dev score (mean ± std over seeds)")
     ax.grid(alpha=0.3)
+    ax.margins(x=0.15, y=0.1)  # room for the labels
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=110)

@@ -67,7 +67,7 @@ def measure(
     """Dev rows, and each model's median-round speed (``None`` in ``students``: the whole
     checkpoint; else a comma-separated layer list), the models timed in turn round after round
     after one warm-up round."""
-    data_root = data_root or default_data_root()
+    data_root = str(Path(data_root).resolve()) if data_root else default_data_root()
     device = torch.device("cpu")
     models, splits = {}, {}
     scratch = Path(tempfile.mkdtemp(prefix="kdnlu-speed-"))
@@ -113,9 +113,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    data_root = str(Path(args.data_root).resolve()) if args.data_root else None
     rows, speeds = measure(
-        [None, *args.students], args.encoder, tuple(args.tasks), data_root, args.max_length,
+        [None, *args.students], args.encoder, tuple(args.tasks), args.data_root, args.max_length,
         args.batch_size, args.rounds,
     )  # fmt: skip
     print(f"dev rows: {rows} ({', '.join(args.tasks)}), batch {args.batch_size}, "

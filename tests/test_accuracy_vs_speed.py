@@ -36,8 +36,8 @@ def test_table_and_plot_from_runs_and_records(tmp_path: Path) -> None:
     done = run_script(
         ["--records", str(records), "--model", "full", "all", *full,
          "--model", "cut", "0", cut[0], "cut_s2", "--out", str(out), "--encoder", str(encoder),
-         "--data-root", str(GLUE_SAMPLE), "--rounds", "1"],
-        tmp_path,
+         "--data-root", str(GLUE_SAMPLE.relative_to(REPO)), "--rounds", "1"],
+        REPO,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = (out / "accuracy_vs_speed.md").read_text().splitlines()
