@@ -70,12 +70,12 @@ def measure(
     data_root = str(Path(data_root).resolve()) if data_root else default_data_root()
     device = torch.device("cpu")
     models, splits = {}, {}
-    scratch = Path(tempfile.mkdtemp(prefix="kdnlu-speed-"))
-    for i, layers in enumerate(students):
+    for layers in students:
         name = "full" if layers is None else f"layers {layers}"
-        path = scratch / f"model{i}.yaml"
-        path.write_text(recipe_text(encoder, layers, list(tasks), data_root, max_length))
-        recipe = load_recipe(path)
+        with tempfile.TemporaryDirectory(prefix="kdnlu-speed-") as scratch:
+            path = Path(scratch) / "speed.yaml"
+            path.write_text(recipe_text(encoder, layers, list(tasks), data_root, max_length))
+            recipe = load_recipe(path)
         built = recipe.build_tasks()
         model = build_model(recipe, built).eval()
         models[name] = (model, built)
