@@ -28,6 +28,7 @@ from compare_runs import RECORDS, load_records, mean_std, merged_evaluation
 from inference_speed import Speed, measure
 
 from kdnlu.metrics import task_average
+from kdnlu.rundir import atomic_write, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,8 @@ def plot(models: list[Model], speeds: dict[str | None, Speed], path: Path) -> No
     ax.grid(alpha=0.3)
     ax.margins(x=0.15, y=0.1)  # room for the labels
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
-    tmp.replace(path)
 
 
 def main() -> None:
@@ -116,11 +115,8 @@ def main() -> None:
         f"{table(models, speeds)}\n\nSpeed: {rows} dev rows of RTE and MRPC, batch 64, "
         f"{args.threads} thread(s), median of {args.rounds} rounds, measured side by side.\n"
     )
-    args.out.mkdir(parents=True, exist_ok=True)
     md = args.out / "accuracy_vs_speed.md"
-    tmp = md.with_name(md.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(md)
+    atomic_write_text(md, text)
     plot(models, speeds, args.out / "accuracy_vs_speed.png")
     print(text, end="")
     print(f"written: {md}, {args.out / 'accuracy_vs_speed.png'}")

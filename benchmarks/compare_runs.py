@@ -35,6 +35,7 @@ import numpy as np
 
 from kdnlu.bench.stats import paired_t_test
 from kdnlu.metrics import task_average, task_score
+from kdnlu.rundir import atomic_write_text
 
 Results = dict[str, dict[str, float]]
 RECORDS: dict[str, list[dict]] = {}  # run name -> its evaluations, from --records
@@ -66,9 +67,7 @@ def save_records(path: Path, runs: list[Path], prefix: str = "") -> None:
     for run in runs:
         records[prefix + run.name] = evaluations(run)
     text = "".join(json.dumps({"run": n, "evaluations": e}) + "\n" for n, e in records.items())
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write_text(path, text)
 
 
 def merged_evaluation(runs: str) -> Results:
