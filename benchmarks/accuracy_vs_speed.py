@@ -1,7 +1,7 @@
 """Accuracy against inference speed: each model's average dev score over its seeds and its dev
 examples per second, in one table and one plot (docs/results.md, "Smaller students").
 
-    python benchmarks/accuracy_vs_speed.py --records docs/results/small_students_runs.jsonl \\
+    python benchmarks/accuracy_vs_speed.py --records docs/results/cpu_scale_runs.jsonl \\
         --model "MT-DNN" all mtdnn_small_s13 mtdnn_small_s14 mtdnn_small_s15 \\
         --model gold-3l 0,2,4 runs/small/gold_3l_s13 runs/small/gold_3l_s14 ... \\
         --out docs/results/small_students [--rounds 3] [--threads 1]
@@ -93,16 +93,38 @@ def plot(models: list[Model], speeds: dict[str | None, Speed], path: Path) -> No
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", nargs="+", action="append", required=True,
                         metavar=("NAME", "LAYERS"), help="NAME LAYERS RUN...")  # fmt: skip
     parser.add_argument("--records", type=Path, action="append", default=[],
                         help="JSON lines of runs whose folders are gone (repeatable)")  # fmt: skip
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--encoder", default="minilm")
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="folder for accuracy_vs_speed.md and accuracy_vs_speed.png",
+    )
+    parser.add_argument(
+        "--encoder",
+        default="minilm",
+        help="the checkpoint whose layers are timed (default: the bundled MiniLM)",
+    )
+    parser.add_argument(
+        "--data-root",
+        default=None,
+        help="GLUE's folder (default: the data-location rule, docs/data.md)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="timed rounds per model; the median round counts (default 3)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads while timing (default 1)"
+    )
     args = parser.parse_args()
     for records in args.records:
         RECORDS.update(load_records(records))

@@ -40,7 +40,9 @@ def pad_to(split: EncodedSplit, indices: list[int], width: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--data-root",
         default=str(glue_dir().path),

@@ -127,7 +127,9 @@ def arm_table(arms: list[tuple[str, list[Results]]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("runs", nargs="*", type=Path)
     parser.add_argument(
         "--arm", nargs="+", action="append", metavar=("NAME", "SEED_RUNS"), default=[]

@@ -34,7 +34,9 @@ def dev_predictions(store: LogitStore) -> tuple[list[np.ndarray], np.ndarray, np
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("store", help="the folder kdnlu-teach --out wrote")
     parser.add_argument("teacher_run", help="one teacher's run directory (for metric names)")
     args = parser.parse_args()

@@ -274,7 +274,9 @@ def summary(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="runs/gpu_check")
     parser.add_argument("--budget-s", type=float, default=480.0, help="time for all stages")
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)

@@ -102,7 +102,9 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--encoder", default="minilm")
     parser.add_argument("--students", nargs="+", default=["0,2,4", "0,5"], help="layer lists")
     parser.add_argument("--tasks", nargs="+", default=["rte", "mrpc"])

@@ -112,7 +112,9 @@ def run_variant_isolated(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=4096)
     parser.add_argument("--vocab", type=int, default=30522)
     parser.add_argument("--temperature", type=float, default=2.0)

@@ -255,7 +255,9 @@ def report(results: list[dict], arms: list[str], tasks: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", nargs="+", default=["rte", "mrpc"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[13, 14])
     parser.add_argument("--poolings", nargs="+", default=["cls", "pooler", "mean"])
