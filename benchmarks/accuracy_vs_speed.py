@@ -18,12 +18,12 @@ accuracy_vs_speed.md and accuracy_vs_speed.png.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from bench_cli import script_parser
 from compare_runs import RECORDS, load_records, mean_std, merged_evaluation
 from inference_speed import Speed, measure
 
@@ -93,9 +93,7 @@ def plot(models: list[Model], speeds: dict[str | None, Speed], path: Path) -> No
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("--model", nargs="+", action="append", required=True,
                         metavar=("NAME", "LAYERS"), help="NAME LAYERS RUN...")  # fmt: skip
     parser.add_argument("--records", type=Path, action="append", default=[],

@@ -8,16 +8,15 @@ the two in one run, and prints examples per second and the ratio.
 
 from __future__ import annotations
 
-import argparse
 import random
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from bench_cli import add_glue_root, script_parser
 
 from kdnlu.data import EncodedSplit, batch_indices, collate, encode_examples
-from kdnlu.datadir import glue_dir
 from kdnlu.model import MultiTaskModel
 from kdnlu.registry import ENCODERS, HEADS
 from kdnlu_plugins.encoders import TinyConfig
@@ -40,14 +39,8 @@ def pad_to(split: EncodedSplit, indices: list[int], width: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--data-root",
-        default=str(glue_dir().path),
-        help="GLUE folder (default: $KDNLU_DATA/glue, else ~/.cache/kdnlu/data/glue)",
-    )
+    parser = script_parser(__doc__)
+    add_glue_root(parser)
     parser.add_argument("--task", default="mrpc")
     parser.add_argument("--encoder", default="minilm", choices=["minilm", "tiny"])
     parser.add_argument("--batch-size", type=int, default=32)

@@ -27,11 +27,11 @@ beside the recorded runs of the same names).
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
+from bench_cli import script_parser
 
 from kdnlu.bench.stats import paired_t_test
 from kdnlu.metrics import task_average, task_score
@@ -127,9 +127,7 @@ def arm_table(arms: list[tuple[str, list[Results]]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("runs", nargs="*", type=Path)
     parser.add_argument(
         "--arm", nargs="+", action="append", metavar=("NAME", "SEED_RUNS"), default=[]

@@ -10,10 +10,10 @@ the GLUE-style average. The teacher run (any one) gives the tasks' metric names.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
+from bench_cli import script_parser
 
 from kdnlu.metrics import compute_metrics, task_average
 from kdnlu.recipe import load_recipe
@@ -34,9 +34,7 @@ def dev_predictions(store: LogitStore) -> tuple[list[np.ndarray], np.ndarray, np
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("store", help="the folder kdnlu-teach --out wrote")
     parser.add_argument("teacher_run", help="one teacher's run directory (for metric names)")
     args = parser.parse_args()

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_cli import script_parser
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "tests" / "fixtures" / "glue"
 # a timed run: no evaluation (none would be timed), nothing cached between the runs compared
@@ -274,9 +276,7 @@ def summary(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("--out", default="runs/gpu_check")
     parser.add_argument("--budget-s", type=float, default=480.0, help="time for all stages")
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)

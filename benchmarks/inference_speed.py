@@ -13,7 +13,6 @@ tests/fixtures/glue stands in.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from bench_cli import script_parser
 
 from kdnlu.build import build_model, encode_split
 from kdnlu.datadir import glue_dir
@@ -102,9 +102,7 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("--encoder", default="minilm")
     parser.add_argument("--students", nargs="+", default=["0,2,4", "0,5"], help="layer lists")
     parser.add_argument("--tasks", nargs="+", default=["rte", "mrpc"])

@@ -23,12 +23,12 @@ sample (tests/fixtures/glue) unless ``--data-root`` names a GLUE folder.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_cli import script_parser
 
 from kdnlu.callbacks import Callback
 from kdnlu.recipe import load_recipe
@@ -111,9 +111,7 @@ def build_teachers(data_root: str, tmp: Path, count: int, encoder: str) -> list[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("--data-root", default=str(REPO / "tests" / "fixtures" / "glue"))
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=2)

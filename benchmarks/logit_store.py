@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_cli import script_parser
 
 TEACHERS = 3
 
@@ -110,9 +111,7 @@ def current_rss_mb() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--classes", type=int, default=3)
     parser.add_argument("--batches", type=int, default=20_000)

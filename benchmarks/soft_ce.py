@@ -21,6 +21,7 @@ import sys
 import time
 
 import torch
+from bench_cli import script_parser
 
 VARIANTS = ("eager", "compiled", "ours-torch", "ours-triton")
 
@@ -112,9 +113,7 @@ def run_variant_isolated(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("--rows", type=int, default=4096)
     parser.add_argument("--vocab", type=int, default=30522)
     parser.add_argument("--temperature", type=float, default=2.0)

@@ -7,13 +7,13 @@ Prints the seconds to get every split ready both ways, side by side in one run, 
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
+from bench_cli import add_glue_root, script_parser
+
 from kdnlu.data import encode_examples
-from kdnlu.datadir import glue_dir
 from kdnlu.registry import ENCODERS, TASKS
 from kdnlu.token_cache import TokenCache
 
@@ -21,14 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--data-root",
-        default=str(glue_dir().path),
-        help="GLUE folder (default: $KDNLU_DATA/glue, else ~/.cache/kdnlu/data/glue)",
-    )
+    parser = script_parser(__doc__)
+    add_glue_root(parser)
     parser.add_argument("--tasks", nargs="+", default=["sst2", "cola", "mrpc", "rte"])
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)

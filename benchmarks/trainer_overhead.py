@@ -12,7 +12,6 @@ machine's noise; the first step of each run (warm-up) is left out.
 
 from __future__ import annotations
 
-import argparse
 import random
 import tempfile
 import time
@@ -20,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_cli import add_glue_root, script_parser
 
 from kdnlu.batches import TaskBatches
 from kdnlu.build import build_model, encode_split
 from kdnlu.callbacks import Callback
 from kdnlu.data import collate
-from kdnlu.datadir import glue_dir
 from kdnlu.optim import linear_schedule, make_optimizer
 from kdnlu.recipe import load_recipe
 from kdnlu.registry import LOSSES, SAMPLERS
@@ -76,14 +75,8 @@ def hand_loop(recipe) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--data-root",
-        default=str(glue_dir().path),
-        help="GLUE folder (default: $KDNLU_DATA/glue, else ~/.cache/kdnlu/data/glue)",
-    )
+    parser = script_parser(__doc__)
+    add_glue_root(parser)
     parser.add_argument("--encoder", default="tiny", choices=list(ENCODERS))
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=3)

@@ -30,7 +30,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from kdnlu.datadir import glue_dir
+from bench_cli import add_glue_root, script_parser
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -255,9 +255,7 @@ def report(results: list[dict], arms: list[str], tasks: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("--tasks", nargs="+", default=["rte", "mrpc"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[13, 14])
     parser.add_argument("--poolings", nargs="+", default=["cls", "pooler", "mean"])
@@ -268,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--encoder", default="minilm", help="checkpoint folder, or minilm")
-    parser.add_argument("--data-root", default=str(glue_dir().path))
+    add_glue_root(parser)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast on both sides")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
