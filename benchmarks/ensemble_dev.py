@@ -5,7 +5,9 @@
 prints a markdown table: one row per teacher (the checkpoint the store was written from) and
 one for the ensemble (classification: the argmax of the mean of the teachers' probabilities;
 regression: the mean of their scores), with each task's metrics as the task defines them and
-the GLUE-style average. The teacher run (any one) gives the tasks' metric names.
+the GLUE-style average. The teacher run (any one) gives the tasks' metric names. Where the
+teachers differ by task (`kdnlu-teach --keep-best K`), a teacher's cells for the tasks it was
+left out of read "-", and so does its average.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def main() -> None:
     recipe = load_recipe(Path(args.teacher_run) / "recipe.yaml", check_files=False)
     tasks = recipe.build_tasks()
     results: dict[str, dict[str, dict[str, float]]] = {}
-    names: list[str] = []
+    columns: list[tuple[str, str]] = []
     for key, task in tasks.items():
         folder = Path(args.store) / key / "dev"
         if not folder.is_dir():
@@ -51,12 +53,24 @@ def main() -> None:
         names = [t.split("@")[0] for t in store.spec.teachers] + ["ensemble"]  # run/checkpoint
         for name, pred in zip(names, [*teachers, ensemble], strict=True):
             results.setdefault(name, {})[key] = compute_metrics(task.metrics, pred, gold)
-    columns = [(k, m) for k, metrics in next(iter(results.values())).items() for m in metrics]
-    print("| model | " + " | ".join(f"{k} {m}" for k, m in columns) + " | average |")
-    print("|" + " --- |" * (len(columns) + 2))
+        columns += [(key, metric) for metric in results["ensemble"][key]]
+    if not results:
+        parser.error(f"{args.store} holds no dev store of the tasks of {args.teacher_run}")
+    print(table(results, columns))
+
+
+def table(results: dict[str, dict[str, dict[str, float]]], columns: list[tuple[str, str]]) -> str:
+    """The markdown table: teachers in the order first met, the ensemble last."""
+    names = [name for name in results if name != "ensemble"] + ["ensemble"]
+    tasks = {key for key, _ in columns}
+    lines = ["| model | " + " | ".join(f"{k} {m}" for k, m in columns) + " | average |"]
+    lines.append("|" + " --- |" * (len(columns) + 2))
     for name in names:
-        cells = [f"{results[name][k][m]:.2f}" for k, m in columns]
-        print(f"| {name} | " + " | ".join(cells) + f" | {task_average(results[name]):.2f} |")
+        scores = results[name]
+        cells = [f"{scores[k][m]:.2f}" if k in scores else "-" for k, m in columns]
+        average = f"{task_average(scores):.2f}" if set(scores) == tasks else "-"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {average} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -42,3 +42,37 @@ def test_each_teacher_and_the_ensemble(tmp_path: Path) -> None:
         "| teacher_1/best | 75.00 | 75.00 |",
         "| ensemble | 75.00 | 75.00 |",
     ]
+
+
+def test_teachers_that_differ_by_task(tmp_path: Path) -> None:
+    """kdnlu-teach --keep-best keeps each task's own best teachers: a teacher left out of a task
+    reads "-" there and in its average, and the ensemble row has every task."""
+    write(tmp_path / "teacher" / "recipe.yaml", TINY_RECIPE)
+    right, wrong = [[0, 3], [3, 0]], [[3, 0], [0, 3]]  # gold is 1 then 0
+    gold = np.array([1, 0], np.float32)
+    rte = np.array([right, right], dtype=np.float32).transpose(1, 0, 2)  # teachers 0 and 1
+    dev_store(tmp_path / "store", "rte", rte, gold)
+    mrpc = np.array([right, wrong, right], dtype=np.float32).transpose(1, 0, 2)  # 0, 1 and 2
+    dev_store(tmp_path / "store", "mrpc", mrpc, gold)
+    proc = run_python(
+        [str(REPO / "benchmarks" / "ensemble_dev.py"), "store", "teacher"], cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "| model | rte accuracy | mrpc f1 | mrpc accuracy | average |",
+        "| --- | --- | --- | --- | --- |",
+        "| teacher_0/best | 100.00 | 100.00 | 100.00 | 100.00 |",
+        "| teacher_1/best | 100.00 | 0.00 | 0.00 | 50.00 |",
+        "| teacher_2/best | - | 100.00 | 100.00 | - |",
+        "| ensemble | 100.00 | 100.00 | 100.00 | 100.00 |",
+    ]
+
+
+def test_a_store_without_the_teachers_tasks(tmp_path: Path) -> None:
+    write(tmp_path / "teacher" / "recipe.yaml", TINY_RECIPE)
+    (tmp_path / "store").mkdir()
+    proc = run_python(
+        [str(REPO / "benchmarks" / "ensemble_dev.py"), "store", "teacher"], cwd=tmp_path
+    )
+    assert proc.returncode == 2
+    assert "store holds no dev store of the tasks of teacher" in proc.stderr
