@@ -15,7 +15,7 @@ It prints every metric and the task average as mean ± std over the seeds (sampl
 per-seed values, the difference of the first two arms' means and, when both have the same
 number of seeds (paired in the order given), the two-sided p-value of a paired t-test.
 
-    python benchmarks/compare_runs.py --records docs/results/cpu_scale_runs.jsonl \
+    python benchmarks/compare_runs.py --records docs/results/cpu_scale_runs.jsonl \\
         --arm MT-DNN mtdnn_small_s13 mtdnn_small_s14 runs/issue4/mtdnn_small_s15 ...
 
 A run that is not a directory is looked up by name in the ``--records`` file (one JSON line per
@@ -128,9 +128,16 @@ def arm_table(arms: list[tuple[str, list[Results]]]) -> str:
 
 def main() -> None:
     parser = script_parser(__doc__)
-    parser.add_argument("runs", nargs="*", type=Path)
     parser.add_argument(
-        "--arm", nargs="+", action="append", metavar=("NAME", "SEED_RUNS"), default=[]
+        "runs", nargs="*", type=Path, help="run folders, or run names in the --records file"
+    )
+    parser.add_argument(
+        "--arm",
+        nargs="+",
+        action="append",
+        metavar=("NAME", "SEED_RUNS"),
+        default=[],
+        help="an arm: its name, then one argument per seed (RUN, or RUN,RUN,... merged)",
     )
     parser.add_argument("--records", type=Path, help="JSON lines of runs whose folders are gone")
     parser.add_argument(
