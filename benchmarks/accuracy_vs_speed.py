@@ -12,7 +12,9 @@ a name in the ``--records`` files (as in compare_runs.py). The score is the aver
 of each run's last evaluation (each task's metrics averaged first, as GLUE does). The speed of
 each distinct LAYERS is measured side by side in this run by inference_speed.py (batch 64 on
 the RTE and MRPC dev rows, one thread by default): it depends on the shape, not the weights.
-The first model is the reference of the "kept" and "speed" columns. OUT gets
+The first model is the reference of the "kept" and "speed" columns. ``--leave-out TASK...``
+adds a column with the average over the other tasks (e.g. ``--leave-out wnli``: WNLI's small,
+adversarial dev set moves the six-task average by 2 points between seeds). OUT gets
 accuracy_vs_speed.md and accuracy_vs_speed.png.
 """
 
@@ -33,11 +35,18 @@ from kdnlu.rundir import atomic_write, atomic_write_text
 
 @dataclass(frozen=True)
 class Model:
-    """One row: a name, the layers kept (None: all), and the average dev score of each seed."""
+    """One row: a name, the layers kept (None: all), and each seed's dev metrics by task."""
 
     name: str
     layers: str | None
-    scores: list[float]
+    evaluations: list[dict[str, dict[str, float]]]
+
+    def scores(self, leave_out: tuple[str, ...] = ()) -> list[float]:
+        """Each seed's average dev score over its tasks, but those left out."""
+        return [
+            task_average({k: v for k, v in evaluation.items() if k not in leave_out})
+            for evaluation in self.evaluations
+        ]
 
 
 def parse_model(words: list[str]) -> Model:
@@ -46,26 +55,41 @@ def parse_model(words: list[str]) -> Model:
     name, layers, *runs = words
     if layers != "all" and not all(part.isdigit() for part in layers.split(",")):
         raise SystemExit(f"--model {name}: LAYERS is 'all' or a list such as 0,2,4, not {layers!r}")
-    scores = [task_average(merged_evaluation(run)) for run in runs]
-    return Model(name, None if layers == "all" else layers, scores)
+    return Model(name, None if layers == "all" else layers, [merged_evaluation(r) for r in runs])
 
 
-def table(models: list[Model], speeds: dict[str | None, Speed]) -> str:
+def check_leave_out(models: list[Model], leave_out: tuple[str, ...]) -> None:
+    """Every task left out is one of the runs' tasks, and every run keeps at least one."""
+    tasks = {key for model in models for evaluation in model.evaluations for key in evaluation}
+    unknown = [key for key in leave_out if key not in tasks]
+    if unknown:
+        known = ", ".join(sorted(tasks))
+        raise SystemExit(f"--leave-out {' '.join(unknown)}: not a task of these runs ({known})")
+    for model in models:
+        if any(set(evaluation) <= set(leave_out) for evaluation in model.evaluations):
+            raise SystemExit(f"--leave-out leaves a run of {model.name} with no task to average")
+
+
+def table(
+    models: list[Model], speeds: dict[str | None, Speed], leave_out: tuple[str, ...] = ()
+) -> str:
     reference = models[0]
-    base_score = float(np.mean(reference.scores))
+    base_score = float(np.mean(reference.scores()))
     base_speed = speeds[reference.layers].examples_per_s
+    other = f" | average without {', '.join(leave_out)}" if leave_out else ""
     lines = [
-        "| model | encoder layers | parameters | dev examples/s | speed | average dev score | "
-        f"kept of {reference.name} | seeds |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | encoder layers | parameters | dev examples/s | speed | average dev score"
+        f"{other} | kept of {reference.name} | seeds |",
+        "| --- " * (8 + bool(leave_out)) + "|",
     ]
     for model in models:
         speed = speeds[model.layers]
-        kept = 100 * float(np.mean(model.scores)) / base_score
+        kept = 100 * float(np.mean(model.scores())) / base_score
+        other = f" | {mean_std(model.scores(leave_out))}" if leave_out else ""
         lines.append(
             f"| {model.name} | {speed.layers} | {speed.parameters:.1f} M | "
             f"{speed.examples_per_s:.1f} | {speed.examples_per_s / base_speed:.2f}x | "
-            f"{mean_std(model.scores)} | {kept:.1f}% | {len(model.scores)} |"
+            f"{mean_std(model.scores())}{other} | {kept:.1f}% | {len(model.evaluations)} |"
         )
     return "\n".join(lines)
 
@@ -79,9 +103,10 @@ def plot(models: list[Model], speeds: dict[str | None, Speed], path: Path) -> No
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for model in models:
         x = speeds[model.layers].examples_per_s
-        std = float(np.std(model.scores, ddof=1)) if len(model.scores) > 1 else 0.0
-        ax.errorbar(x, np.mean(model.scores), yerr=std, fmt="o", capsize=4)
-        ax.annotate(model.name, (x, np.mean(model.scores)), textcoords="offset points",
+        scores = model.scores()
+        std = float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0
+        ax.errorbar(x, np.mean(scores), yerr=std, fmt="o", capsize=4)
+        ax.annotate(model.name, (x, np.mean(scores)), textcoords="offset points",
                     xytext=(6, 4), fontsize=8)  # fmt: skip
     ax.set_xlabel("dev examples/s (batch 64, CPU)")
     ax.set_ylabel("average dev score (mean ± std over seeds)")
@@ -115,6 +140,13 @@ def main() -> None:
         help="GLUE's folder (default: the data-location rule, docs/data.md)",
     )
     parser.add_argument(
+        "--leave-out",
+        nargs="+",
+        default=[],
+        metavar="TASK",
+        help="add a column: the average over all tasks but these (e.g. wnli)",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=3,
@@ -127,12 +159,14 @@ def main() -> None:
     for records in args.records:
         RECORDS.update(load_records(records))
     models = [parse_model(words) for words in args.model]
+    check_leave_out(models, tuple(args.leave_out))
     torch.set_num_threads(args.threads)
     shapes = list(dict.fromkeys(model.layers for model in models))
     rows, measured = measure(shapes, args.encoder, data_root=args.data_root, rounds=args.rounds)
     speeds = dict(zip(shapes, measured, strict=True))
     text = (
-        f"{table(models, speeds)}\n\nSpeed: {rows} dev rows of RTE and MRPC, batch 64, "
+        f"{table(models, speeds, tuple(args.leave_out))}\n\n"
+        f"Speed: {rows} dev rows of RTE and MRPC, batch 64, "
         f"{args.threads} thread(s), median of {args.rounds} rounds, measured side by side.\n"
     )
     md = args.out / "accuracy_vs_speed.md"

@@ -36,18 +36,23 @@ def test_table_and_plot_from_runs_and_records(tmp_path: Path) -> None:
     done = run_script(
         ["--records", str(records), "--model", "full", "all", *full,
          "--model", "cut", "0", cut[0], "cut_s2", "--out", str(out), "--encoder", str(encoder),
-         "--data-root", str(GLUE_SAMPLE.relative_to(REPO)), "--rounds", "1"],
+         "--data-root", str(GLUE_SAMPLE.relative_to(REPO)), "--rounds", "1",
+         "--leave-out", "stsb"],
         REPO,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = (out / "accuracy_vs_speed.md").read_text().splitlines()
-    assert lines[0].startswith("| model | encoder layers | parameters | dev examples/s | speed |")
-    # full: seeds average (60+80)/2 = 70 and (62+84)/2 = 73; cut: 50 and 54
+    assert lines[0] == (
+        "| model | encoder layers | parameters | dev examples/s | speed | average dev score | "
+        "average without stsb | kept of full | seeds |"
+    )
+    assert lines[1] == "| --- " * 9 + "|"
+    # full: seeds average (60+80)/2 = 70 and (62+84)/2 = 73, 60 and 62 without stsb; cut: 50, 54
     full_row, cut_row = (line.split(" | ") for line in lines[2:4])
     assert full_row[0] == "| full" and full_row[1] == "2" and full_row[4] == "1.00x"
-    assert full_row[5:] == ["71.50 ± 2.12", "100.0%", "2 |"]
+    assert full_row[5:] == ["71.50 ± 2.12", "61.00 ± 1.41", "100.0%", "2 |"]
     assert cut_row[0] == "| cut" and cut_row[1] == "1"
-    assert cut_row[5:] == ["52.00 ± 2.83", "72.7%", "2 |"]
+    assert cut_row[5:] == ["52.00 ± 2.83", "52.00 ± 2.83", "72.7%", "2 |"]
     assert float(cut_row[3]) > 0 and cut_row[4].endswith("x")
     assert (out / "accuracy_vs_speed.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob("*.tmp*"))
@@ -63,4 +68,24 @@ def test_bad_layers_and_missing_runs_are_refused(tmp_path: Path) -> None:
     done = run_script(["--model", "x", "all", "--out", str(tmp_path)], tmp_path)
     assert done.stderr.strip().splitlines()[-1] == (
         "--model x all: give NAME LAYERS RUN... (at least one run)"
+    )
+
+
+def test_leave_out_names_a_task_of_the_runs(tmp_path: Path) -> None:
+    both = fake_run(tmp_path, "both", {"rte": {"accuracy": 1.0}, "wnli": {"accuracy": 2.0}})
+    only = fake_run(tmp_path, "only", {"wnli": {"accuracy": 2.0}})
+    done = run_script(
+        ["--model", "x", "all", both, "--out", str(tmp_path), "--leave-out", "cola"], tmp_path
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "--leave-out cola: not a task of these runs (rte, wnli)"
+    )
+    done = run_script(
+        ["--model", "x", "all", both, "--model", "y", "all", only, "--out", str(tmp_path),
+         "--leave-out", "wnli"], tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "--leave-out leaves a run of y with no task to average"
     )
