@@ -92,8 +92,10 @@ def run_table(runs: list[Path]) -> str:
 
 
 def mean_std(values: list[float]) -> str:
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return f"{np.mean(values):.2f} ± {std:.2f}"
+    """``mean ± sample std``; one value alone has no spread to show, so it is printed bare."""
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}"
 
 
 def arm_table(arms: list[tuple[str, list[Results]]]) -> str:

@@ -83,3 +83,11 @@ def test_runs_whose_folders_are_gone_come_from_a_records_file(tmp_path: Path) ->
     assert again.returncode == 0, again.stderr
     names = [json.loads(line)["run"] for line in records.read_text().splitlines()]
     assert names == ["a1", "b1", "rebuilt_b1"]
+
+
+def test_mean_std_of_one_seed_shows_no_spread() -> None:
+    from compare_runs import mean_std
+
+    assert mean_std([44.19]) == "44.19"
+    assert mean_std([58.0, 58.0]) == "58.00 ± 0.00"
+    assert mean_std([60.0, 62.0]) == "61.00 ± 1.41"
