@@ -20,6 +20,7 @@ accuracy_vs_speed.md and accuracy_vs_speed.png.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,17 +102,22 @@ def plot(models: list[Model], speeds: dict[str | None, Speed], path: Path) -> No
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    shared = Counter(model.layers for model in models)  # these share a speed: dodge them apart
+    rates = [speed.examples_per_s for speed in speeds.values()]
+    dodge = 0.015 * ((max(rates) - min(rates)) or 1.0)
+    seen: Counter[str | None] = Counter()
     for model in models:
-        x = speeds[model.layers].examples_per_s
+        offset = seen[model.layers] - (shared[model.layers] - 1) / 2
+        seen[model.layers] += 1
+        x = speeds[model.layers].examples_per_s + offset * dodge
         scores = model.scores()
         std = float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0
-        ax.errorbar(x, np.mean(scores), yerr=std, fmt="o", capsize=4)
-        ax.annotate(model.name, (x, np.mean(scores)), textcoords="offset points",
-                    xytext=(6, 4), fontsize=8)  # fmt: skip
+        ax.errorbar(x, np.mean(scores), yerr=std, fmt="o", capsize=4, label=model.name)
+    ax.legend(fontsize=8, loc="best")
     ax.set_xlabel("dev examples/s (batch 64, CPU)")
     ax.set_ylabel("average dev score (mean ± std over seeds)")
     ax.grid(alpha=0.3)
-    ax.margins(x=0.15, y=0.1)  # room for the labels
+    ax.margins(x=0.15, y=0.1)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)

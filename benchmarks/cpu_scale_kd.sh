@@ -16,7 +16,8 @@
 #               students that distil (logits; logits and hidden states)
 #
 # Measured on two idle cores, one thread per run: the MT-DNN about 35 minutes, the three
-# teachers at once about 40, a logit store 10, three students at once about 60.
+# teachers at once about 40, a logit store 10, three students at once about 60, one student
+# alone about 30 (the selection stage after the teachers: about 45 + 10 + 30 minutes).
 #
 # GLUE is found by the data-location rule (docs/data.md), e.g. KDNLU_DATA=PATH. Every step is
 # skipped once done, and a run that was stopped goes on from its last checkpoint
