@@ -1,5 +1,6 @@
 """benchmarks/ensemble_dev.py: teachers' and ensemble's dev metrics from the dev stores."""
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +24,21 @@ def dev_store(root: Path, key: str, logits: np.ndarray, labels: np.ndarray) -> N
     writer.finish()
 
 
+def ensemble_dev(folder: Path) -> subprocess.CompletedProcess:
+    """Run the script on FOLDER/store, with a teacher run of the tiny recipe for metric names."""
+    write(folder / "teacher" / "recipe.yaml", TINY_RECIPE)
+    script = REPO / "benchmarks" / "ensemble_dev.py"
+    return run_python([str(script), "store", "teacher"], cwd=folder)
+
+
 def test_each_teacher_and_the_ensemble(tmp_path: Path) -> None:
-    write(tmp_path / "teacher" / "recipe.yaml", TINY_RECIPE)
     # 4 rows, gold 0 1 1 0. Teacher 0 is right on rows 0-2, teacher 1 on rows 1-3; the mean of
     # their probabilities follows the surer one: teacher 1 on row 0 (wrong) and row 3 (right)
     t0 = [[2, 0], [0, 1], [0, 1], [0, 1]]
     t1 = [[0, 9], [0, 1], [0, 1], [2, 0]]
     logits = np.array([t0, t1], dtype=np.float32).transpose(1, 0, 2)
     dev_store(tmp_path / "store", "rte", logits, np.array([0, 1, 1, 0], np.float32))
-    proc = run_python(
-        [str(REPO / "benchmarks" / "ensemble_dev.py"), "store", "teacher"], cwd=tmp_path
-    )
+    proc = ensemble_dev(tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
         "| model | rte accuracy | average |",
@@ -47,16 +52,13 @@ def test_each_teacher_and_the_ensemble(tmp_path: Path) -> None:
 def test_teachers_that_differ_by_task(tmp_path: Path) -> None:
     """kdnlu-teach --keep-best keeps each task's own best teachers: a teacher left out of a task
     reads "-" there and in its average, and the ensemble row has every task."""
-    write(tmp_path / "teacher" / "recipe.yaml", TINY_RECIPE)
     right, wrong = [[0, 3], [3, 0]], [[3, 0], [0, 3]]  # gold is 1 then 0
     gold = np.array([1, 0], np.float32)
     rte = np.array([right, right], dtype=np.float32).transpose(1, 0, 2)  # teachers 0 and 1
     dev_store(tmp_path / "store", "rte", rte, gold)
     mrpc = np.array([right, wrong, right], dtype=np.float32).transpose(1, 0, 2)  # 0, 1 and 2
     dev_store(tmp_path / "store", "mrpc", mrpc, gold)
-    proc = run_python(
-        [str(REPO / "benchmarks" / "ensemble_dev.py"), "store", "teacher"], cwd=tmp_path
-    )
+    proc = ensemble_dev(tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
         "| model | rte accuracy | mrpc f1 | mrpc accuracy | average |",
@@ -69,10 +71,7 @@ def test_teachers_that_differ_by_task(tmp_path: Path) -> None:
 
 
 def test_a_store_without_the_teachers_tasks(tmp_path: Path) -> None:
-    write(tmp_path / "teacher" / "recipe.yaml", TINY_RECIPE)
     (tmp_path / "store").mkdir()
-    proc = run_python(
-        [str(REPO / "benchmarks" / "ensemble_dev.py"), "store", "teacher"], cwd=tmp_path
-    )
+    proc = ensemble_dev(tmp_path)
     assert proc.returncode == 2
     assert "store holds no dev store of the tasks of teacher" in proc.stderr
