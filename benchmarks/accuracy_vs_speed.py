@@ -95,6 +95,21 @@ def table(
     return "\n".join(lines)
 
 
+def plot_x(models: list[Model], speeds: dict[str | None, Speed]) -> list[float]:
+    """Each model's x in the plot: its speed, with the models that share a speed (the same
+    layers) spread evenly around it, 1.5% of the speed range apart, so none hides another."""
+    shared = Counter(model.layers for model in models)
+    rates = [speed.examples_per_s for speed in speeds.values()]
+    dodge = 0.015 * ((max(rates) - min(rates)) or 1.0)
+    seen: Counter[str | None] = Counter()
+    xs = []
+    for model in models:
+        offset = seen[model.layers] - (shared[model.layers] - 1) / 2
+        seen[model.layers] += 1
+        xs.append(speeds[model.layers].examples_per_s + offset * dodge)
+    return xs
+
+
 def plot(models: list[Model], speeds: dict[str | None, Speed], path: Path) -> None:
     import matplotlib
 
@@ -102,14 +117,7 @@ def plot(models: list[Model], speeds: dict[str | None, Speed], path: Path) -> No
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    shared = Counter(model.layers for model in models)  # these share a speed: dodge them apart
-    rates = [speed.examples_per_s for speed in speeds.values()]
-    dodge = 0.015 * ((max(rates) - min(rates)) or 1.0)
-    seen: Counter[str | None] = Counter()
-    for model in models:
-        offset = seen[model.layers] - (shared[model.layers] - 1) / 2
-        seen[model.layers] += 1
-        x = speeds[model.layers].examples_per_s + offset * dodge
+    for model, x in zip(models, plot_x(models, speeds), strict=True):
         scores = model.scores()
         std = float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0
         ax.errorbar(x, np.mean(scores), yerr=std, fmt="o", capsize=4, label=model.name)

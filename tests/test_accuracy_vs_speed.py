@@ -89,3 +89,19 @@ def test_leave_out_names_a_task_of_the_runs(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines()[-1] == (
         "--leave-out leaves a run of y with no task to average"
     )
+
+
+def test_models_that_share_a_speed_are_spread_around_it() -> None:
+    from accuracy_vs_speed import Model, plot_x
+    from inference_speed import Speed
+
+    speeds = {None: Speed("full", 6, 22.6, 50.0), "0,2,4": Speed("0,2,4", 3, 17.2, 150.0)}
+    models = [
+        Model("full", None, []),
+        Model("a", "0,2,4", []),
+        Model("b", "0,2,4", []),
+        Model("c", "0,2,4", []),
+    ]
+    # one model alone sits on its speed; three sharing one are 1.5% of the range (100) apart
+    assert plot_x(models, speeds) == [50.0, 148.5, 150.0, 151.5]
+    assert plot_x(models[:3], speeds) == [50.0, 149.25, 150.75]
